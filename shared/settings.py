@@ -1,0 +1,70 @@
+"""Hilo's configuration: the fixed ``HILO_*`` names, read once per process.
+
+The same names are environment variables locally and the keys of the one Secrets Manager secret in AWS.
+Precedence: process environment, then the secret, then the defaults below. Secrets are ``SecretStr`` so they
+never print, log or serialise in clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+LOCAL_MODE_ENV = "HILO_LOCAL_MODE"
+SECRET_ARN_ENV = "HILO_SECRET_ARN"
+
+
+class Settings(BaseModel):
+    """Every ``HILO_*`` setting. Field aliases are the environment/secret key names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    twilio_auth_token: SecretStr | None = Field(None, alias="HILO_TWILIO_AUTH_TOKEN")
+    meta_app_secret: SecretStr | None = Field(None, alias="HILO_META_APP_SECRET")
+    meta_verify_token: SecretStr | None = Field(None, alias="HILO_META_VERIFY_TOKEN")
+    telegram_secret_token: SecretStr | None = Field(None, alias="HILO_TELEGRAM_SECRET_TOKEN")
+    sendgrid_user: str | None = Field(None, alias="HILO_SENDGRID_USER")
+    sendgrid_password: SecretStr | None = Field(None, alias="HILO_SENDGRID_PASSWORD")
+    public_url: str | None = Field(None, alias="HILO_PUBLIC_URL")
+    dev_token: SecretStr | None = Field(None, alias="HILO_DEV_TOKEN")
+    default_region: str = Field("CO", alias="HILO_DEFAULT_REGION", pattern=r"^[A-Z]{2}$")
+    twilio_api_url: str = Field("https://api.twilio.com", alias="HILO_TWILIO_API_URL")
+    meta_graph_url: str = Field("https://graph.facebook.com", alias="HILO_META_GRAPH_URL")
+    telegram_api_url: str = Field("https://api.telegram.org", alias="HILO_TELEGRAM_API_URL")
+    sendgrid_api_url: str = Field("https://api.sendgrid.com", alias="HILO_SENDGRID_API_URL")
+    local_mode: bool = Field(False, alias=LOCAL_MODE_ENV)
+
+    @field_validator("public_url", "twilio_api_url", "meta_graph_url", "telegram_api_url", "sendgrid_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _upper_region(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def accepts_dev_token(self) -> bool:
+        """The dev token is a local convenience; in AWS it is ignored even if someone stores it."""
+        return self.local_mode and self.dev_token is not None
+
+
+CONFIG_KEYS: tuple[str, ...] = tuple(
+    field.alias for field in Settings.model_fields.values() if field.alias and field.alias != LOCAL_MODE_ENV
+)
+
+
+def settings_from(environ: Mapping[str, str], secret: Mapping[str, Any] | None = None) -> Settings:
+    """Merge the secret's values under the environment's and validate them.
+
+    Empty strings count as unset, so a template default of "" never hides a real value.
+    """
+    merged: dict[str, Any] = {}
+    for source in (secret or {}, environ):
+        merged.update({key: value for key, value in source.items() if key.startswith("HILO_") and value != ""})
+    return Settings.model_validate(merged)
