@@ -59,19 +59,26 @@ def status_for(error: HiloError) -> int:
     """Return the HTTP status for a Hilo error (500 for anything not mapped)."""
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     """Build the one JSON error shape every endpoint answers with."""
     body: dict[str, Any] = {"error": code, "message": message}
     if details:
         body["details"] = details
     return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body), headers=headers
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        headers=headers,
     )
 
 
@@ -142,15 +149,17 @@ def parse_json_body(
 ) -> ModelT:
     """Read a JSON request body into ``model``, with a precise 4xx error for every way it can be wrong."""
     content_type = (event.headers or {}).get("content-type", "")
-    if content_type and content_type.split(";")[0].strip().lower() not in {"application/json", "text/json"} and not (
-        content_type.split(";")[0].strip().lower().endswith("+json")
+    if (
+        content_type
+        and content_type.split(";")[0].strip().lower() not in {"application/json", "text/json"}
+        and not (content_type.split(";")[0].strip().lower().endswith("+json"))
     ):
         raise UnsupportedMediaType(f"Expected Content-Type application/json, got {content_type.split(';')[0]!r}.")
     data = raw_body(event, max_bytes=max_bytes)
     if not data.strip():
         raise InvalidInput("The request body is empty; a JSON object is expected.")
     try:
-        document = json.loads(data)
+        document = json.loads(data.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); bytes would let json guess UTF-16
     except UnicodeDecodeError as error:
         raise InvalidInput("The request body is not valid UTF-8.") from error
     except json.JSONDecodeError as error:

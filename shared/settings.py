@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 LOCAL_MODE_ENV = "HILO_LOCAL_MODE"
-SECRET_ARN_ENV = "HILO_SECRET_ARN"
+SECRET_ARN_ENV = "HILO_SECRET_ARN"  # noqa: S105 - the name of a variable, not a secret
 
 
 class Settings(BaseModel):

@@ -15,7 +15,9 @@ app = create_app()
 def not_built_yet(_: NotFoundError) -> Response[str]:
     http = app.current_event.request_context.http
     return error_response(
-        501, "not_implemented", f"{http.method} {app.current_event.raw_path} is part of Hilo's API but is not built yet."
+        501,
+        "not_implemented",
+        f"{http.method} {app.current_event.raw_path} is part of Hilo's API but is not built yet.",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -58,10 +59,8 @@ def _dev(args: argparse.Namespace) -> int:
         stack.stop()
         return 2
     print(stack.banner(), flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
-    except KeyboardInterrupt:
-        pass
     print("\nStopping the local stack...", flush=True)
     stack.stop()
     print("Stopped.", flush=True)

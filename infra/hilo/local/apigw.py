@@ -59,7 +59,9 @@ def gateway_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, [("content-type", "application/json")], json.dumps({"message": message}).encode())
 
 
-def build_event(request: HttpRequest, route_key: str, path_parameters: Mapping[str, str], api_id: str, account_id: str) -> dict[str, Any]:
+def build_event(
+    request: HttpRequest, route_key: str, path_parameters: Mapping[str, str], api_id: str, account_id: str
+) -> dict[str, Any]:
     """The payload-2.0 event API Gateway would send for ``request`` on route ``route_key``."""
     raw_path, _, raw_query = request.target.partition("?")
     headers: dict[str, str] = {}
@@ -208,7 +210,10 @@ class HttpApi:
         try:
             result = pool.invoke(event)
         except InvocationError as error:
-            if error.payload.get("errorType") == "Sandbox.Timedout" or time.monotonic() - started > INTEGRATION_TIMEOUT_S:
+            if (
+                error.payload.get("errorType") == "Sandbox.Timedout"
+                or time.monotonic() - started > INTEGRATION_TIMEOUT_S
+            ):
                 return gateway_error(503, "Service Unavailable")
             return gateway_error(500, "Internal Server Error")
         return map_response(result)
@@ -235,6 +240,10 @@ def serve(api: HttpApi, host: str, port: int) -> ThreadingHTTPServer:
         def _handle(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             if length > MAX_REQUEST_BYTES:
+                # Read what the client sends (up to a bound) so it sees the 413 instead of a broken pipe.
+                remaining = min(length, 8 * MAX_REQUEST_BYTES)
+                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 20))):
+                    remaining -= len(chunk)
                 self._send(gateway_error(413, "Request Entity Too Large"))
                 self.close_connection = True
                 return
@@ -249,7 +258,7 @@ def serve(api: HttpApi, host: str, port: int) -> ThreadingHTTPServer:
             )
             try:
                 response = api.handle(request)
-            except Exception:  # noqa: BLE001 - the emulator must answer like API Gateway, never hang up
+            except Exception:
                 response = gateway_error(500, "Internal Server Error")
             self._send(response)
 
@@ -263,9 +272,9 @@ def serve(api: HttpApi, host: str, port: int) -> ThreadingHTTPServer:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle  # noqa: N815
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the stack logs each request itself
 
     server = ThreadingHTTPServer((host, port), Handler)

@@ -55,7 +55,8 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
             }
             for name, value in message.get("MessageAttributes", {}).items()
         },
-        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
+        "md5OfBody": message.get("MD5OfBody")
+        or hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": region,
@@ -119,8 +120,11 @@ class SqsPoller:
         return list(response.get("Messages", []))
 
     def _gather(self) -> list[dict[str, Any]]:
-        batch = self._receive(self.mapping.batch_size, wait_s=1)
+        fifo = self.mapping.queue_url.endswith(".fifo")
+        batch = self._receive(self.mapping.batch_size, wait_s=0 if fifo else 1)
         if not batch:
+            if fifo:
+                self._stop.wait(0.2)
             return batch
         window_ends = time.monotonic() + self.mapping.batching_window_s
         while len(batch) < self.mapping.batch_size and time.monotonic() < window_ends and not self._stop.is_set():
@@ -134,7 +138,7 @@ class SqsPoller:
         while not self._stop.is_set():
             try:
                 batch = self._gather()
-            except Exception as error:  # noqa: BLE001 - the poller must outlive a moto hiccup or shutdown
+            except Exception as error:
                 if not self._stop.is_set():
                     self.log(f"sqs poller {self.mapping.function}: receive failed: {error}")
                     time.sleep(0.5)
@@ -149,7 +153,10 @@ class SqsPoller:
         try:
             result = self.pool.invoke(event)
         except InvocationError as error:
-            self.log(f"{self.mapping.function}: batch of {len(batch)} failed ({error}); all return after the visibility timeout")
+            self.log(
+                f"{self.mapping.function}: batch of {len(batch)} failed ({error}); "
+                "all of it returns after the visibility timeout"
+            )
             return
         failed = failed_item_ids(result, ids) if self.mapping.report_batch_item_failures else set()
         if failed is None:

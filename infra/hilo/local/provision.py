@@ -129,7 +129,9 @@ def _sqs_queue(context: StackContext, logical_id: str, props: dict[str, Any], _:
     fifo = str(props.get("FifoQueue", "false")).lower() == "true"
     name = props.get("QueueName") or context.name_for(logical_id) + (".fifo" if fifo else "")
     attributes = {
-        key: json.dumps(props[key]) if isinstance(props[key], dict) else str(props[key]).lower()
+        key: json.dumps(props[key])
+        if isinstance(props[key], dict)
+        else str(props[key]).lower()
         if isinstance(props[key], bool)
         else str(props[key])
         for key in _SQS_ATTRIBUTES
@@ -145,13 +147,17 @@ def _sns_topic(context: StackContext, logical_id: str, props: dict[str, Any], _:
     attributes = {"FifoTopic": "true"} if fifo else {}
     arn = context.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
     for subscription in props.get("Subscription", []):
-        context.client("sns").subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
+        context.client("sns").subscribe(
+            TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"]
+        )
     return Physical(ref=arn, attributes={"TopicArn": arn, "TopicName": name})
 
 
 def _sns_subscription(context: StackContext, _: str, props: dict[str, Any], __: Mapping[str, str]) -> Physical:
     attributes = {
-        key: json.dumps(props[key]) if isinstance(props[key], dict) else str(props[key]).lower()
+        key: json.dumps(props[key])
+        if isinstance(props[key], dict)
+        else str(props[key]).lower()
         if isinstance(props[key], bool)
         else str(props[key])
         for key in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy")
@@ -217,7 +223,11 @@ def _s3_bucket(context: StackContext, logical_id: str, props: dict[str, Any], _:
                         "ID": rule.get("Id", f"rule-{index}"),
                         "Status": rule["Status"],
                         "Filter": {"Prefix": rule.get("Prefix", "")},
-                        **({"Expiration": {"Days": int(rule["ExpirationInDays"])}} if "ExpirationInDays" in rule else {}),
+                        **(
+                            {"Expiration": {"Days": int(rule["ExpirationInDays"])}}
+                            if "ExpirationInDays" in rule
+                            else {}
+                        ),
                     }
                     for index, rule in enumerate(rules)
                 ]

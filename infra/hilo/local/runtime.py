@@ -7,6 +7,7 @@ Timeout kills the worker, as Lambda ends the sandbox, and is reported as a timeo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -108,7 +109,9 @@ class _Worker:
                 if alive
                 else f"Runtime exited with code {self.process.returncode}"
             )
-            raise InvocationError({"errorType": "Sandbox.Timedout" if alive else "Runtime.ExitError", "errorMessage": message})
+            raise InvocationError(
+                {"errorType": "Sandbox.Timedout" if alive else "Runtime.ExitError", "errorMessage": message}
+            )
         if "error" in reply:
             raise InvocationError(reply["error"])
         return reply.get("result")
@@ -120,10 +123,8 @@ class _Worker:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a kill that does not take
-            pass
 
 
 class FunctionPool:
@@ -145,7 +146,9 @@ class FunctionPool:
         with self._lock:
             while True:
                 if self._closed:
-                    raise InvocationError({"errorType": "Runtime.Shutdown", "errorMessage": "the local stack is stopping"})
+                    raise InvocationError(
+                        {"errorType": "Runtime.Shutdown", "errorMessage": "the local stack is stopping"}
+                    )
                 while self._idle:
                     worker = self._idle.pop()
                     if worker.alive:

@@ -181,6 +181,9 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from hilo.local import moto_fidelity
+
+        moto_fidelity.apply()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         self._moto = ThreadedMotoServer(ip_address=self.config.host, port=self.config.aws_port, verbose=False)
         self._moto.start()
@@ -225,7 +228,10 @@ class LocalStack:
                 timeout_s=float(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
                 environment={
-                    **{key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in variables.items()},
+                    **{
+                        key: str(value).lower() if isinstance(value, bool) else str(value)
+                        for key, value in variables.items()
+                    },
                     "AWS_LAMBDA_FUNCTION_NAME": name,
                     "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(props.get("MemorySize", 128)),
@@ -259,7 +265,11 @@ class LocalStack:
                     continue
                 props = event.get("Properties") or {}
                 path, method = props.get("Path"), str(props.get("Method", "ANY")).upper()
-                key = DEFAULT_ROUTE if path in (None, DEFAULT_ROUTE) else f"{'ANY' if method == 'X-AMAZON-APIGATEWAY-ANY-METHOD' else method} {path}"
+                key = (
+                    DEFAULT_ROUTE
+                    if path in (None, DEFAULT_ROUTE)
+                    else f"{'ANY' if method == 'X-AMAZON-APIGATEWAY-ANY-METHOD' else method} {path}"
+                )
                 if key in routes:
                     raise TemplateError(f"route {key} is declared twice ({logical_id}.{event_name})")
                 routes[key] = pool
@@ -298,7 +308,11 @@ class LocalStack:
                 return answer(400, {"error": "invalid_input", "message": f"advance_seconds is {reason}."})
             self._fire_due_schedules()
         elif request.method != "GET":
-            return HttpResponse(405, [("content-type", "application/json"), ("allow", "GET, POST")], b'{"error": "method_not_allowed", "message": "Use GET or POST."}')
+            return HttpResponse(
+                405,
+                [("content-type", "application/json"), ("allow", "GET, POST")],
+                b'{"error": "method_not_allowed", "message": "Use GET or POST."}',
+            )
         return answer(200, {"now": self.clock.now().isoformat(), "offset_seconds": self.clock.offset})
 
     # ------------------------------------------------------------ event sources
@@ -323,20 +337,31 @@ class LocalStack:
                         queue_url=queues_by_arn[arn],
                         batch_size=int(props.get("BatchSize", 10)),
                         batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                        report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (props.get("FunctionResponseTypes") or []),
                         enabled=str(props.get("Enabled", True)).lower() != "false",
                     )
                     if mapping.enabled:
-                        self.pollers.append(SqsPoller(mapping, pool, self.client("sqs"), self.config.region, self.printer.stack_line))
+                        self.pollers.append(
+                            SqsPoller(mapping, pool, self.client("sqs"), self.config.region, self.printer.stack_line)
+                        )
                 elif kind in ("Schedule", "ScheduleV2"):
                     expression = props.get("Schedule") or props.get("ScheduleExpression") or ""
                     every = rate_seconds(expression)
                     if every is None:
-                        self.notices.append(f"{logical_id}.{event_name}: schedule {expression!r} is not run locally (rate() only)")
+                        self.notices.append(
+                            f"{logical_id}.{event_name}: schedule {expression!r} is not run locally (rate() only)"
+                        )
                         continue
                     raw_input = props.get("Input")
                     self.schedules.append(
-                        RateSchedule(logical_id, f"{logical_id}-{event_name}", every, json.loads(raw_input) if raw_input else None, now + every)
+                        RateSchedule(
+                            logical_id,
+                            f"{logical_id}-{event_name}",
+                            every,
+                            json.loads(raw_input) if raw_input else None,
+                            now + every,
+                        )
                     )
                 elif kind != "HttpApi":
                     self.notices.append(f"{logical_id}.{event_name}: {kind} events are not emulated locally")
@@ -378,7 +403,12 @@ class LocalStack:
             f"  Local clock  {self.clock.now().isoformat(timespec='seconds')}    move it: hilo clock advance 3d",
             "",
             "  Routes:",
-            *(f"    {key:<{width}}  -> {fn}" for key, fn in sorted(self.routes.items(), key=lambda kv: (kv[0] == DEFAULT_ROUTE, kv[0].split(' ')[-1], kv[0]))),
+            *(
+                f"    {key:<{width}}  -> {fn}"
+                for key, fn in sorted(
+                    self.routes.items(), key=lambda kv: (kv[0] == DEFAULT_ROUTE, kv[0].split(" ")[-1], kv[0])
+                )
+            ),
             "",
             "  Queues -> functions:",
             *(

@@ -162,7 +162,7 @@ class Resolver:
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
 
-    def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: C901 - one branch per intrinsic reads best
+    def _intrinsic(self, key: str, arg: Any) -> Any:
         if key == "Ref":
             return self._ref(arg)
         if key == "Fn::GetAtt":

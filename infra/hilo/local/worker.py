@@ -52,7 +52,7 @@ def main() -> None:
     started = time.perf_counter()
     try:
         handler = getattr(importlib.import_module(module_name), function_name)
-    except Exception as error:  # noqa: BLE001 - reported to every invocation, as Lambda's Runtime.ImportModuleError
+    except Exception as error:
         init_error = {**_error(error), "errorType": f"Runtime.ImportModuleError: {type(error).__name__}"}
     results.write(json.dumps({"ready": True, "init_ms": round((time.perf_counter() - started) * 1000, 1)}) + "\n")
 
@@ -66,7 +66,7 @@ def main() -> None:
                 context = LambdaContext(request["request_id"], request["deadline_ms"])
                 reply["result"] = handler(request["event"], context)
                 json.dumps(reply)  # an unserialisable result is the function's error, as in Lambda
-            except Exception as error:  # noqa: BLE001 - the function's failure is data for the caller
+            except Exception as error:
                 reply = {"id": request["id"], "error": _error(error)}
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,0 +1,205 @@
+"""Identities: the phone numbers, addresses and ids by which Hilo recognises a customer.
+
+Values are stored normalised so that equal identities compare (and key) equal. This module only checks the
+*shape* of a normalised value and does the trivial part of normalising (trim, lower-case e-mail). Real
+normalisation (phone number plans, the Latin-American mobile prefixes, national-ID check digits) plugs in
+through ``IdentityNormaliser``: callers normalise raw input with it, then build an ``Identity``, whose
+validators re-check the invariants every normaliser must honour.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Final, Protocol, Self
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator, model_validator
+
+from shared.models.common import Channel, UtcDatetime
+
+# E.164: "+", a country code that never starts with 0, 8 to 15 digits in all.
+E164_RE: Final = re.compile(r"\+[1-9]\d{7,14}")
+_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_NATIONAL_ID_RE: Final = re.compile(r"[0-9A-Z]{4,20}")
+_META_SCOPED_ID_RE: Final = re.compile(r"\d{1,32}")
+# Telegram chat ids of groups are negative; private chats (users) are positive.
+_TELEGRAM_ID_RE: Final = re.compile(r"-?\d{1,20}")
+_OPAQUE_ID_RE: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_PHONE_PUNCTUATION_RE: Final = re.compile(r"[\s().\-]")
+_NATIONAL_ID_PUNCTUATION_RE: Final = re.compile(r"[\s.\-/]")
+
+
+class IdentityKind(StrEnum):
+    """What an identity value is."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    NATIONAL_ID = "national_id"
+    CRM_ID = "crm_id"
+    WHATSAPP = "whatsapp"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    TELEGRAM = "telegram"
+    WEBCHAT = "webchat"
+
+
+def check_identity_value(kind: IdentityKind, value: str) -> str:
+    """Check that ``value`` has the normalised shape for ``kind``; return it (e-mail lower-cased).
+
+    Parameters
+    ----------
+    kind : IdentityKind
+        The kind of identity.
+    value : str
+        A value already trimmed and, for phones, already in E.164.
+
+    Returns
+    -------
+    str
+        The value as stored.
+
+    Raises
+    ------
+    ValueError
+        With a message naming the expected shape.
+    """
+    if kind == IdentityKind.EMAIL:
+        lowered = value.lower()
+        if len(lowered) > 254 or not _EMAIL_RE.fullmatch(lowered):
+            raise ValueError("e-mail identity must look like name@domain.tld (at most 254 characters)")
+        return lowered
+    if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
+        # A WhatsApp wa_id is a phone number; storing both the same way lets them link.
+        if not E164_RE.fullmatch(value):
+            raise ValueError(f"{kind} identity must be E.164: '+' then 8 to 15 digits, e.g. +573001234567")
+        return value
+    if kind == IdentityKind.NATIONAL_ID:
+        if not _NATIONAL_ID_RE.fullmatch(value):
+            raise ValueError("national ID must be 4-20 upper-case letters or digits, without dots, dashes or spaces")
+        return value
+    if kind in (IdentityKind.MESSENGER, IdentityKind.INSTAGRAM):
+        if not _META_SCOPED_ID_RE.fullmatch(value):
+            raise ValueError(f"{kind} identity must be the numeric page-scoped id Meta sends")
+        return value
+    if kind == IdentityKind.TELEGRAM:
+        if not _TELEGRAM_ID_RE.fullmatch(value):
+            raise ValueError("telegram identity must be the numeric chat id")
+        return value
+    if not _OPAQUE_ID_RE.fullmatch(value):
+        raise ValueError(f"{kind} identity must be 1-128 characters without control characters")
+    return value
+
+
+class IdentityNormaliser(Protocol):
+    """Port: turns what a customer or provider sent into the stored form of an identity value.
+
+    A phonenumbers-based implementation (with the Mexican, Argentinian and Brazilian mobile variants made
+    one) and national-ID check digits replace ``LightNormaliser`` in a later issue; callers do not change.
+    """
+
+    def normalise(self, kind: IdentityKind, raw: str, *, region: str | None = None) -> str:
+        """Return the normalised value, or raise ``ValueError`` if ``raw`` cannot be one.
+
+        Parameters
+        ----------
+        kind : IdentityKind
+            The kind of identity.
+        raw : str
+            The value as received.
+        region : str, optional
+            ISO 3166-1 alpha-2 country: the default region for phone numbers without a country code, the
+            issuing country for national IDs.
+
+        Returns
+        -------
+        str
+            A value that ``check_identity_value`` accepts.
+        """
+        ...
+
+
+class LightNormaliser:
+    """Stand-in normaliser: trims, lower-cases e-mail, drops punctuation. No number plans, no check digits."""
+
+    def normalise(self, kind: IdentityKind, raw: str, *, region: str | None = None) -> str:
+        """Return ``raw`` normalised as far as no external rules are needed; see ``IdentityNormaliser``.
+
+        Parameters
+        ----------
+        kind : IdentityKind
+            The kind of identity.
+        raw : str
+            The value as received.
+        region : str, optional
+            Ignored: local numbers need a numbering plan, which this normaliser does not have.
+
+        Returns
+        -------
+        str
+            The normalised value.
+
+        Raises
+        ------
+        ValueError
+            If the result does not have the stored shape (e.g. a local phone number without country code).
+        """
+        value = raw.strip()
+        if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
+            value = _PHONE_PUNCTUATION_RE.sub("", value)
+            if value.startswith("00"):
+                value = "+" + value[2:]
+            elif value.isdigit() and kind == IdentityKind.WHATSAPP:
+                # Meta's wa_id is the full international number without the '+'.
+                value = "+" + value
+        elif kind == IdentityKind.NATIONAL_ID:
+            value = _NATIONAL_ID_PUNCTUATION_RE.sub("", value).upper()
+        return check_identity_value(kind, value)
+
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+#: Document type within its country: CC, CE, NIT (CO); CURP, RFC (MX); DNI, CUIT (AR); RUT (CL); CPF (BR)...
+#: Free-form upper-case code for now; the check-digit validators of a later issue know the real list.
+DocumentType = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,6}$")]
+
+
+class Identity(BaseModel):
+    """One way to recognise a customer; frozen and stored normalised, so equal identities are equal values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    kind: IdentityKind
+    value: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+    country: CountryCode | None = None
+    document_type: DocumentType | None = None
+    verified: bool = False
+    source_channel: Channel | None = None
+    first_seen: UtcDatetime
+
+    @field_validator("value")
+    @classmethod
+    def _value_has_normalised_shape(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        # If ``kind`` failed validation it is absent and its own error is the one worth reporting.
+        return value if kind is None else check_identity_value(kind, value)
+
+    @model_validator(mode="after")
+    def _national_id_carries_country_and_type(self) -> Self:
+        scoped = self.country is not None or self.document_type is not None
+        if self.kind == IdentityKind.NATIONAL_ID:
+            if self.country is None or self.document_type is None:
+                raise ValueError("a national_id identity needs country and document_type, e.g. CO and CC")
+        elif scoped:
+            raise ValueError("country and document_type apply to national_id identities only")
+        return self
+
+    @property
+    def lookup_kind(self) -> IdentityKind:
+        """The kind under which this identity is looked up: a WhatsApp id *is* a phone number, so they share one."""
+        return IdentityKind.PHONE if self.kind == IdentityKind.WHATSAPP else self.kind
+
+    @property
+    def lookup_value(self) -> str:
+        """The value that identifies this identity within its kind (a national ID includes country and type)."""
+        if self.kind == IdentityKind.NATIONAL_ID:
+            return f"{self.country}:{self.document_type}:{self.value}"
+        return self.value
