@@ -35,7 +35,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed ## run the benchmarks (not part of the tests)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m tests.benchmarks.cold_start
 
 lock: $(VENV)/.installed ## re-resolve uv.lock and re-export the Lambda dependencies layer
 	$(BIN)/uv lock

@@ -189,7 +189,8 @@ class LocalStack:
         self._moto.start()
 
     # ------------------------------------------------------------ functions
-    def _worker_environment(self) -> dict[str, str]:
+    def worker_environment(self) -> dict[str, str]:
+        """The environment every function process starts from (its own variables are added on top)."""
         # Real AWS credentials and profiles never reach a local function: everything goes to moto.
         env = {k: v for k, v in self.config.environ.items() if not k.startswith(("AWS_", "HILO_LOCAL"))}
         env.update(
@@ -210,7 +211,7 @@ class LocalStack:
 
     def _build_functions(self, template: Mapping[str, Any]) -> None:
         assert self.provisioned is not None
-        base_env = self._worker_environment()
+        base_env = self.worker_environment()
         for logical_id, props in self.provisioned.run_by_twin.items():
             if template["Resources"][logical_id]["Type"] != "AWS::Serverless::Function":
                 continue
