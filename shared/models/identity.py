@@ -29,6 +29,9 @@ _PHONE_PUNCTUATION_RE: Final = re.compile(r"[\s().\-]")
 _NATIONAL_ID_PUNCTUATION_RE: Final = re.compile(r"[\s.\-/]")
 
 
+_OPAQUE_SHAPE: Final = (_OPAQUE_ID_RE, "1-128 characters without control characters")
+
+
 class IdentityKind(StrEnum):
     """What an identity value is."""
 
@@ -41,6 +44,19 @@ class IdentityKind(StrEnum):
     INSTAGRAM = "instagram"
     TELEGRAM = "telegram"
     WEBCHAT = "webchat"
+
+
+# The normalised shape of each kind: (pattern, how to say it in an error). Kinds not listed are opaque ids.
+# A WhatsApp wa_id is a phone number; storing both the same way lets them link.
+_SHAPES: Final[dict[IdentityKind, tuple[re.Pattern[str], str]]] = {
+    IdentityKind.EMAIL: (_EMAIL_RE, "like name@domain.tld (at most 254 characters)"),
+    IdentityKind.PHONE: (E164_RE, "E.164: '+' then 8 to 15 digits, e.g. +573001234567"),
+    IdentityKind.WHATSAPP: (E164_RE, "E.164: '+' then 8 to 15 digits, e.g. +573001234567"),
+    IdentityKind.NATIONAL_ID: (_NATIONAL_ID_RE, "4-20 upper-case letters or digits, without dots, dashes or spaces"),
+    IdentityKind.MESSENGER: (_META_SCOPED_ID_RE, "the numeric page-scoped id Meta sends"),
+    IdentityKind.INSTAGRAM: (_META_SCOPED_ID_RE, "the numeric page-scoped id Meta sends"),
+    IdentityKind.TELEGRAM: (_TELEGRAM_ID_RE, "the numeric chat id"),
+}
 
 
 def check_identity_value(kind: IdentityKind, value: str) -> str:
@@ -64,29 +80,10 @@ def check_identity_value(kind: IdentityKind, value: str) -> str:
         With a message naming the expected shape.
     """
     if kind == IdentityKind.EMAIL:
-        lowered = value.lower()
-        if len(lowered) > 254 or not _EMAIL_RE.fullmatch(lowered):
-            raise ValueError("e-mail identity must look like name@domain.tld (at most 254 characters)")
-        return lowered
-    if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
-        # A WhatsApp wa_id is a phone number; storing both the same way lets them link.
-        if not E164_RE.fullmatch(value):
-            raise ValueError(f"{kind} identity must be E.164: '+' then 8 to 15 digits, e.g. +573001234567")
-        return value
-    if kind == IdentityKind.NATIONAL_ID:
-        if not _NATIONAL_ID_RE.fullmatch(value):
-            raise ValueError("national ID must be 4-20 upper-case letters or digits, without dots, dashes or spaces")
-        return value
-    if kind in (IdentityKind.MESSENGER, IdentityKind.INSTAGRAM):
-        if not _META_SCOPED_ID_RE.fullmatch(value):
-            raise ValueError(f"{kind} identity must be the numeric page-scoped id Meta sends")
-        return value
-    if kind == IdentityKind.TELEGRAM:
-        if not _TELEGRAM_ID_RE.fullmatch(value):
-            raise ValueError("telegram identity must be the numeric chat id")
-        return value
-    if not _OPAQUE_ID_RE.fullmatch(value):
-        raise ValueError(f"{kind} identity must be 1-128 characters without control characters")
+        value = value.lower()
+    pattern, shape = _SHAPES.get(kind, _OPAQUE_SHAPE)
+    if (kind == IdentityKind.EMAIL and len(value) > 254) or not pattern.fullmatch(value):
+        raise ValueError(f"{kind} identity must be {shape}")
     return value
 
 

@@ -125,24 +125,33 @@ def _placeholder(context: StackContext, logical_id: str, kind: str) -> Physical:
     return Physical(ref=name, attributes={"Arn": context.arn("local", name)})
 
 
-def _sqs_queue(context: StackContext, logical_id: str, props: dict[str, Any], _: Mapping[str, str]) -> Physical:
-    fifo = str(props.get("FifoQueue", "false")).lower() == "true"
-    name = props.get("QueueName") or context.name_for(logical_id) + (".fifo" if fifo else "")
-    attributes = {
-        key: json.dumps(props[key])
-        if isinstance(props[key], dict)
-        else str(props[key]).lower()
-        if isinstance(props[key], bool)
-        else str(props[key])
-        for key in _SQS_ATTRIBUTES
-        if key in props
+def _is_true(value: Any) -> bool:
+    """CloudFormation booleans arrive as true, "true" or "True"."""
+    return str(value).lower() == "true"
+
+
+def _api_attributes(props: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    """CloudFormation properties as the string attributes the SQS/SNS APIs take (JSON for documents)."""
+    return {
+        key: json.dumps(value)
+        if isinstance(value, dict)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in ((key, props[key]) for key in keys if key in props)
     }
+
+
+def _sqs_queue(context: StackContext, logical_id: str, props: dict[str, Any], _: Mapping[str, str]) -> Physical:
+    fifo = _is_true(props.get("FifoQueue"))
+    name = props.get("QueueName") or context.name_for(logical_id) + (".fifo" if fifo else "")
+    attributes = _api_attributes(props, _SQS_ATTRIBUTES)
     url = context.client("sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     return Physical(ref=url, attributes={"Arn": context.arn("sqs", name), "QueueName": name, "QueueUrl": url})
 
 
 def _sns_topic(context: StackContext, logical_id: str, props: dict[str, Any], _: Mapping[str, str]) -> Physical:
-    fifo = str(props.get("FifoTopic", "false")).lower() == "true"
+    fifo = _is_true(props.get("FifoTopic"))
     name = props.get("TopicName") or context.name_for(logical_id) + (".fifo" if fifo else "")
     attributes = {"FifoTopic": "true"} if fifo else {}
     arn = context.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
@@ -154,15 +163,7 @@ def _sns_topic(context: StackContext, logical_id: str, props: dict[str, Any], _:
 
 
 def _sns_subscription(context: StackContext, _: str, props: dict[str, Any], __: Mapping[str, str]) -> Physical:
-    attributes = {
-        key: json.dumps(props[key])
-        if isinstance(props[key], dict)
-        else str(props[key]).lower()
-        if isinstance(props[key], bool)
-        else str(props[key])
-        for key in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy")
-        if key in props
-    }
+    attributes = _api_attributes(props, ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy"))
     arn = context.client("sns").subscribe(
         TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], Attributes=attributes
     )["SubscriptionArn"]
@@ -187,17 +188,17 @@ def _dynamodb_table(context: StackContext, logical_id: str, props: dict[str, Any
             request[key] = props[key]
     if "SSESpecification" in props:  # CloudFormation says SSEEnabled where the API says Enabled
         sse = dict(props["SSESpecification"])
-        request["SSESpecification"] = {"Enabled": str(sse.pop("SSEEnabled", True)).lower() == "true", **sse}
+        request["SSESpecification"] = {"Enabled": _is_true(sse.pop("SSEEnabled", True)), **sse}
     if "StreamSpecification" in request:
         request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
     table = client.create_table(**request)["TableDescription"]
     ttl = props.get("TimeToLiveSpecification")
-    if ttl and str(ttl.get("Enabled")).lower() == "true":
+    if ttl and _is_true(ttl.get("Enabled")):
         client.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
         )
     pitr = props.get("PointInTimeRecoverySpecification", {})
-    if str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
+    if _is_true(pitr.get("PointInTimeRecoveryEnabled")):
         client.update_continuous_backups(
             TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
         )
