@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +79,24 @@ def test_hilo_clock_says_clearly_when_no_stack_is_running() -> None:
     )
     assert result.returncode == 1
     assert "is `hilo dev` running" in result.stderr
+
+
+def test_hilo_dev_refuses_a_busy_port_clearly_instead_of_hanging() -> None:
+    # Given something already listening on the AWS port
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        aws_port = busy.getsockname()[1]
+        # When hilo dev starts on it
+        result = subprocess.run(
+            [str(HILO), "dev", "--port", str(free_port()), "--aws-port", str(aws_port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    # Then it says which port and which option, and exits
+    assert result.returncode == 2
+    assert f"127.0.0.1:{aws_port} is already in use" in result.stderr
+    assert "--aws-port" in result.stderr

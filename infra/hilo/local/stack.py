@@ -150,6 +150,8 @@ class LocalStack:
         state_dir = self.config.state_dir or self.template_dir / ".hilo" / self.config.stack_name
         state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = LocalClock(state_dir / "clock.json")
+        for port, flag in ((self.config.port, "--port"), (self.config.aws_port, "--aws-port")):
+            _ensure_free(self.config.host, port, flag)
         self._start_moto()
         context = StackContext(self.config.stack_name, self.config.region, ACCOUNT_ID, self.client)
         overlay = {key: self.config.environ[key] for key in CONFIG_KEYS if self.config.environ.get(key)}
@@ -429,6 +431,15 @@ class LocalStack:
             lines += ["", "  Not emulated locally:", *(f"    {notice}" for notice in self.notices)]
         lines += ["", "Press Ctrl-C to stop."]
         return "\n".join(lines)
+
+
+def _ensure_free(host: str, port: int, flag: str) -> None:
+    """Fail fast and clearly on a busy port (moto's server would otherwise wait forever for its own start)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"{host}:{port} is already in use; stop what holds it or choose another {flag}") from error
 
 
 def _count(values: Any) -> dict[str, int]:
