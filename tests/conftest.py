@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hilo.local.stack import LocalStack, StackConfig, free_port
+from tests.helpers import QueueCollector
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -45,6 +46,16 @@ def start_stack(template: Path, name: str, tmp: Path, environ: dict[str, str] | 
     return stack
 
 
+# Provider secrets the local stack is configured with; tests sign requests with these, as the providers would.
+TEST_CONFIG = {
+    "HILO_TWILIO_AUTH_TOKEN": "twilio-test-token",
+    "HILO_META_APP_SECRET": "meta-app-secret",
+    "HILO_META_VERIFY_TOKEN": "meta-verify-token",
+    "HILO_TELEGRAM_SECRET_TOKEN": "telegram-secret_token-1",
+    "HILO_DEFAULT_REGION": "MX",
+}
+
+
 @pytest.fixture(scope="session")
 def hilo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The real template.yaml running locally."""
@@ -52,7 +63,7 @@ def hilo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         ROOT / "template.yaml",
         "hilotest",
         tmp_path_factory.mktemp("hilo"),
-        {"HILO_TWILIO_AUTH_TOKEN": "twilio-test-token", "HILO_DEFAULT_REGION": "MX"},
+        TEST_CONFIG,
     )
     yield stack
     stack.stop()
@@ -64,3 +75,15 @@ def queue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     stack = start_stack(FIXTURES / "queue_stack" / "template.yaml", "queuetest", tmp_path_factory.mktemp("queues"))
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def inbound_queue(hilo_stack: LocalStack) -> QueueCollector:
+    """Everything webhooks put on InboundQueue during the session (nothing consumes it yet locally)."""
+    return QueueCollector(hilo_stack.client("sqs"), hilo_stack.physical_id("InboundQueue"))
+
+
+@pytest.fixture(scope="session")
+def status_queue(hilo_stack: LocalStack) -> QueueCollector:
+    """Everything webhooks put on StatusQueue during the session."""
+    return QueueCollector(hilo_stack.client("sqs"), hilo_stack.physical_id("StatusQueue"))

@@ -28,3 +28,45 @@ def http(method: str, url: str, body: bytes | str | None = None, headers: dict[s
             return HttpResult(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
     except urllib.error.HTTPError as error:
         return HttpResult(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+class QueueCollector:
+    """Drains one queue of a running stack and keeps every body, so tests sharing the queue never steal each other's
+    messages: each test waits for the bodies that match what it sent."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.bodies: list[dict[str, Any]] = []
+
+    def drain(self) -> None:
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return
+            for message in messages:
+                body = json.loads(message["Body"])
+                body["_attributes"] = message.get("Attributes", {})
+                self.bodies.append(body)
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+    def matching(self, **fields: Any) -> list[dict[str, Any]]:
+        """Drain, then return the bodies whose top-level fields equal ``fields``."""
+        self.drain()
+        return [body for body in self.bodies if all(body.get(k) == v for k, v in fields.items())]
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0, **fields: Any) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` matching bodies arrived; return them all."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.matching(**fields)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)

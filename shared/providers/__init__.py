@@ -1,0 +1,1 @@
+"""One module per provider: verify its requests and normalise its payloads (no AWS, no HTTP calls)."""
