@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.api import lint_all
+from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 from samtranslator.translator.transform import transform
 
@@ -49,8 +49,12 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
 
 
+# Regions Hilo documents: SES receiving (inbound e-mail) exists only in some regions, São Paulo among them.
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "sa-east-1"]
+
+
 def test_cfn_lint_finds_nothing() -> None:
-    matches = lint_all(TEMPLATE.read_text())
+    matches = lint(TEMPLATE.read_text(), config=ManualArgs(regions=REGIONS))
     assert [str(match) for match in matches if match.rule.id[0] in "EW"] == []
 
 

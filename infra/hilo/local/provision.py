@@ -8,6 +8,7 @@ policies, layers) resolve to plausible identifiers so references to them still w
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,13 +253,15 @@ def _event_bus(context: StackContext, logical_id: str, props: dict[str, Any], _:
 
 def _secret(context: StackContext, logical_id: str, props: dict[str, Any], overlay: Mapping[str, str]) -> Physical:
     name = props.get("Name") or context.name_for(logical_id)
-    value = props.get("SecretString", "{}")
-    try:
-        document = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise TemplateError(f"{logical_id}: SecretString must be a JSON object locally") from error
-    document.update(overlay)
-    arn = context.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(document))["ARN"]
+    if "GenerateSecretString" in props:  # a generated key (e.g. a signing key): random, as Secrets Manager does
+        secret_value = secrets.token_urlsafe(int(props["GenerateSecretString"].get("PasswordLength", 32)))
+    else:
+        try:
+            document = json.loads(props.get("SecretString", "{}"))
+        except json.JSONDecodeError as error:
+            raise TemplateError(f"{logical_id}: SecretString must be a JSON object locally") from error
+        secret_value = json.dumps({**document, **overlay})
+    arn = context.client("secretsmanager").create_secret(Name=name, SecretString=secret_value)["ARN"]
     return Physical(ref=arn, attributes={"Id": arn})
 
 
