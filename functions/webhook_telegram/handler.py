@@ -1,24 +1,35 @@
-"""Routes of Hilo's contract whose real function has not landed yet (HTTP API): a JSON 501, never a fake success.
+"""POST /webhooks/telegram (HTTP API): Telegram Bot API updates → InboundQueue; answers 200 once enqueued."""
 
-Each later issue moves its routes from this function to its own in template.yaml.
-"""
+from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+import functools
 
-from shared.http import api_handler, create_app, error_response
+from shared.clock import now
+from shared.http import api_handler, create_app, raw_body
+from shared.providers import telegram
+from shared.webhooks import WebhookPorts, webhook_ports
+
+MAX_BODY_BYTES = 1024 * 1024
 
 app = create_app()
 
 
-@app.exception_handler(NotFoundError)
-def not_built_yet(_: NotFoundError) -> Response[str]:
-    http = app.current_event.request_context.http
-    return error_response(
-        501,
-        "not_implemented",
-        f"{http.method} {app.current_event.raw_path} is part of Hilo's API but is not built yet.",
+@functools.cache
+def ports() -> WebhookPorts:
+    return webhook_ports()
+
+
+@app.post("/webhooks/telegram")
+def receive_update() -> dict[str, str]:
+    event = app.current_event
+    token = ports().settings.get().telegram_secret_token
+    telegram.verify_secret_token(
+        (event.headers or {}).get(telegram.SECRET_HEADER), token.get_secret_value() if token else None
     )
+    update = telegram.parse_update(raw_body(event, max_bytes=MAX_BODY_BYTES))
+    normalized = telegram.normalize(update, correlation_id=event.request_context.request_id, received_at=now())
+    ports().deliver(normalized, channel="telegram")
+    return telegram.callback_answer(update)
 
 
 lambda_handler = api_handler(app)
