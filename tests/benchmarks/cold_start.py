@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hilo.local.apigw import HttpRequest, build_event
 from hilo.local.stack import ACCOUNT_ID, LocalStack, StackConfig, free_port
+from tests.benchmarks.samples import SECRETS, sample_request
 
 ROOT = Path(__file__).resolve().parents[2]
 COLD_RUNS = 7
@@ -63,7 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         config = StackConfig(
             ROOT / "template.yaml", "bench", port=free_port(), aws_port=free_port(), state_dir=Path(state),
-            output=io.StringIO(), pretty_logs=False,
+            output=io.StringIO(), pretty_logs=False, environ={**os.environ, **SECRETS},
         )  # fmt: skip
         with LocalStack(config) as stack:
             base_env = stack.worker_environment()
@@ -76,14 +77,18 @@ def main() -> None:
             rows = [("floor: import boto3 + SQS client + send", *floor)]
             for logical_id, pool in sorted(stack.pools.items()):
                 spec = pool.spec
-                route = next((k for k, fn in stack.routes.items() if fn == logical_id), None)
-                if route is None:
+                routes = sorted(k for k, fn in stack.routes.items() if fn == logical_id)
+                if not routes:
                     continue
-                method, _, path = route.partition(" ") if route != "$default" else ("GET", "", "/unknown/path")
-                path = path.replace("{id}", "ses_1").replace("{proxy+}", "x")
-                event = build_event(HttpRequest(method, path, [("content-type", "application/json")], b"{}"),
-                                    route, {}, stack.physical_id("HttpApi"), ACCOUNT_ID)  # fmt: skip
-                env = {**base_env, **spec.environment, "PYTHONPATH": str(spec.code_dir)}
+                # The function's realistic (signed) request when there is one, else its first route.
+                route = next((k for k in routes if sample_request(k, stack.api_url)), routes[0])
+                request = sample_request(route, stack.api_url)
+                if request is None:
+                    method, _, path = route.partition(" ") if route != "$default" else ("GET", "", "/unknown/path")
+                    path = path.replace("{id}", "ses_1").replace("{proxy+}", "x")
+                    request = HttpRequest(method, path, [("content-type", "application/json")], b"{}")
+                event = build_event(request, route, {}, stack.physical_id("HttpApi"), ACCOUNT_ID)
+                env = {**base_env, **spec.environment, **SECRETS, "PYTHONPATH": str(spec.code_dir)}
                 rows.append(
                     (
                         f"{logical_id} ({route})",

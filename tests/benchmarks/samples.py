@@ -1,0 +1,152 @@
+"""Realistic, correctly signed requests for each HTTP function, so benchmarks measure the real path
+(verify → normalise → enqueue), not a fast rejection. Secrets are the benchmark's own."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from urllib.parse import urlencode
+
+from hilo.local.apigw import HttpRequest
+
+SECRETS = {
+    "HILO_TWILIO_AUTH_TOKEN": "bench-twilio-token",
+    "HILO_META_APP_SECRET": "bench-meta-secret",
+    "HILO_META_VERIFY_TOKEN": "bench-verify",
+    "HILO_TELEGRAM_SECRET_TOKEN": "bench-telegram-token",
+    "HILO_SENDGRID_USER": "parse",
+    "HILO_SENDGRID_PASSWORD": "bench-sendgrid-password",
+}
+
+
+def _twilio(public_url: str, path: str, params: dict[str, str]) -> HttpRequest:
+    url = public_url + path
+    signed = url + "".join(f"{name}{params[name]}" for name in sorted(params))
+    digest = hmac.new(SECRETS["HILO_TWILIO_AUTH_TOKEN"].encode(), signed.encode(), hashlib.sha1).digest()
+    headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("x-twilio-signature", base64.b64encode(digest).decode()),
+    ]
+    return HttpRequest("POST", path, headers, urlencode(params).encode())
+
+
+def _meta(path: str, document: dict[str, object]) -> HttpRequest:
+    body = json.dumps(document).encode()  # json.dumps escapes non-ASCII as \\u00e1, as Meta does
+    signature = hmac.new(SECRETS["HILO_META_APP_SECRET"].encode(), body, hashlib.sha256).hexdigest()
+    return HttpRequest(
+        "POST", path, [("content-type", "application/json"), ("x-hub-signature-256", f"sha256={signature}")], body
+    )
+
+
+def sample_request(route_key: str, public_url: str) -> HttpRequest | None:
+    """A realistic request for ``route_key``, or None when the benchmark has no sample for it."""
+    wa_message = {
+        "from": "573001234567",
+        "id": "wamid.HBgMNTczMDAxMjM0NTY3",
+        "timestamp": "1795387940",
+        "type": "text",
+        "text": {"body": "¡Hola! ¿Tienen el televisor en 55 pulgadas?"},
+    }
+    page_message = {
+        "sender": {"id": "24512345678901234"},
+        "recipient": {"id": "10987654321"},
+        "timestamp": 1795387940000,
+        "message": {"mid": "m_AbCdEf123", "text": "Hola, quiero cambiar mi pedido"},
+    }
+    samples = {
+        "POST /webhooks/twilio/messages": lambda: _twilio(
+            public_url,
+            "/webhooks/twilio/messages",
+            {
+                "MessageSid": "SM0123456789abcdef0123456789abcdef",
+                "AccountSid": "AC0123456789abcdef0123456789abcdef",
+                "From": "whatsapp:+573001234567",
+                "To": "whatsapp:+13055550123",
+                "Body": "Hola, ¿a qué hora abren?",
+                "NumMedia": "0",
+                "ProfileName": "Ana María",
+                "WaId": "573001234567",
+                "SmsStatus": "received",
+                "ApiVersion": "2010-04-01",
+            },
+        ),
+        "POST /webhooks/twilio/voice": lambda: _twilio(
+            public_url,
+            "/webhooks/twilio/voice",
+            {
+                "CallSid": "CA0123456789abcdef0123456789abcdef",
+                "AccountSid": "AC0123456789abcdef0123456789abcdef",
+                "From": "+573001234567",
+                "To": "+13055550123",
+                "CallStatus": "ringing",
+                "Direction": "inbound",
+                "ApiVersion": "2010-04-01",
+            },
+        ),
+        "POST /webhooks/whatsapp": lambda: _meta(
+            "/webhooks/whatsapp",
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": "1029384756",
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {
+                                        "display_phone_number": "13055550123",
+                                        "phone_number_id": "1122334455",
+                                    },
+                                    "contacts": [{"profile": {"name": "Ana María"}, "wa_id": "573001234567"}],
+                                    "messages": [wa_message],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+        ),
+        "POST /webhooks/messenger": lambda: _meta(
+            "/webhooks/messenger",
+            {"object": "page", "entry": [{"id": "10987654321", "time": 1795387940000, "messaging": [page_message]}]},
+        ),
+        "POST /webhooks/instagram": lambda: _meta(
+            "/webhooks/instagram",
+            {
+                "object": "instagram",
+                "entry": [{"id": "10987654321", "time": 1795387940000, "messaging": [page_message]}],
+            },
+        ),
+        "POST /webhooks/telegram": lambda: HttpRequest(
+            "POST",
+            "/webhooks/telegram",
+            [
+                ("content-type", "application/json"),
+                ("x-telegram-bot-api-secret-token", SECRETS["HILO_TELEGRAM_SECRET_TOKEN"]),
+            ],
+            json.dumps(
+                {
+                    "update_id": 912345678,
+                    "message": {
+                        "message_id": 42,
+                        "date": 1795387940,
+                        "text": "Hola, necesito ayuda con mi factura",
+                        "from": {"id": 123456789, "is_bot": False, "first_name": "Ana", "language_code": "es"},
+                        "chat": {"id": 123456789, "type": "private", "first_name": "Ana"},
+                    },
+                }
+            ).encode(),
+        ),
+        "POST /v1/chat/sessions": lambda: HttpRequest(
+            "POST",
+            "/v1/chat/sessions",
+            [("content-type", "application/json")],
+            json.dumps({"name": "Ana", "locale": "es"}).encode(),
+        ),
+    }
+    build = samples.get(route_key)
+    return build() if build else None
