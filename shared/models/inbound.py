@@ -24,7 +24,11 @@ class InboundKind(StrEnum):
     """What happened on the channel."""
 
     MESSAGE = "message"  # a customer wrote (text, media, location, button reply...)
-    MESSAGE_EDITED = "message_edited"  # the customer edited an earlier message (Telegram)
+    MESSAGE_EDITED = "message_edited"  # the customer edited an earlier message (Telegram, Messenger)
+    # Our own side wrote to the customer and the provider echoed it back (Messenger/Instagram ``is_echo``): an agent
+    # in Meta's inbox, another app, or Hilo's own send. Never a customer message; ``sender`` is still the customer,
+    # so an echo keeps its place in that customer's FIFO group, and its id is the one the Send API returned.
+    ECHO = "echo"
     CALL = "call"  # a phone call reached us (voice)
     CALL_ENDED = "call_ended"  # a call finished: duration and outcome in ``call``
 
