@@ -53,9 +53,15 @@ class UnsupportedMediaType(InvalidInput):
 
 
 class Unauthorized(PermanentError):
-    """Missing or wrong credentials or signature."""
+    """Missing or wrong credentials or signature; ``challenge`` is the ``WWW-Authenticate`` value, if any."""
 
     code = "unauthorized"
+
+    def __init__(
+        self, message: str, *, details: list[dict[str, Any]] | None = None, challenge: str | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.challenge = challenge
 
 
 class Forbidden(PermanentError):

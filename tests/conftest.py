@@ -52,6 +52,8 @@ TEST_CONFIG = {
     "HILO_META_APP_SECRET": "meta-app-secret",
     "HILO_META_VERIFY_TOKEN": "meta-verify-token",
     "HILO_TELEGRAM_SECRET_TOKEN": "telegram-secret_token-1",
+    "HILO_SENDGRID_USER": "parse",
+    "HILO_SENDGRID_PASSWORD": "sendgrid-parse-password-1",
     "HILO_DEFAULT_REGION": "MX",
 }
 

@@ -1,24 +1,41 @@
-"""Routes of Hilo's contract whose real function has not landed yet (HTTP API): a JSON 501, never a fake success.
+"""POST /webhooks/email/sendgrid (HTTP API): SendGrid Inbound Parse (basic auth, multipart) → raw mail in the
+payload bucket and an InboundEnvelope on InboundQueue; answers 200 once both are stored."""
 
-Each later issue moves its routes from this function to its own in template.yaml.
-"""
+from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+import functools
 
-from shared.http import api_handler, create_app, error_response
+from shared.adapters.raw_email_store import RawEmailStore
+from shared.clock import now
+from shared.http import api_handler, create_app, raw_body
+from shared.providers import email_sendgrid as sendgrid
+from shared.webhooks import WebhookPorts, webhook_ports
 
 app = create_app()
 
 
-@app.exception_handler(NotFoundError)
-def not_built_yet(_: NotFoundError) -> Response[str]:
-    http = app.current_event.request_context.http
-    return error_response(
-        501,
-        "not_implemented",
-        f"{http.method} {app.current_event.raw_path} is part of Hilo's API but is not built yet.",
-    )
+@functools.cache
+def ports() -> WebhookPorts:
+    return webhook_ports()
+
+
+@functools.cache
+def store() -> RawEmailStore:
+    return RawEmailStore.from_environ()
+
+
+@app.post("/webhooks/email/sendgrid")
+def receive_mail() -> dict[str, str]:
+    event = app.current_event
+    headers = event.headers or {}
+    sendgrid.verify_basic_auth(headers.get("authorization"), ports().settings.get())
+    form = sendgrid.parse_form(raw_body(event, max_bytes=sendgrid.MAX_BODY_BYTES), headers.get("content-type"))
+    inbound = sendgrid.read_inbound(form)
+    raw_ref = store().put(inbound.raw_key, inbound.raw, inbound.raw_content_type)
+    correlation_id = event.request_context.request_id
+    normalized = sendgrid.normalize(inbound, correlation_id=correlation_id, received_at=now(), raw_ref=raw_ref)
+    ports().deliver(normalized, channel="email")
+    return {}
 
 
 lambda_handler = api_handler(app)

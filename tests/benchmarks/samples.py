@@ -40,6 +40,39 @@ def _meta(path: str, document: dict[str, object]) -> HttpRequest:
     )
 
 
+def _sendgrid_parse() -> HttpRequest:
+    """Inbound Parse in its default mode: basic auth from the Parse URL, multipart/form-data with SendGrid's fields."""
+    boundary = "xYzZY"
+    fields = {
+        "headers": "From: Ana <ana@example.com>\nTo: soporte@parse.example.com\nSubject: Factura\n"
+        "Date: Tue, 4 Mar 2025 09:12:03 -0500\nMessage-ID: <CAGbench01@mail.gmail.com>\n",
+        "text": "Hola, ¿me reenvían la factura de marzo?\n\nEl lun, 3 mar 2025, Soporte escribió:\n> Hola Ana",
+        "html": "<div>Hola, ¿me reenvían la factura de marzo?</div>",
+        "from": "Ana <ana@example.com>",
+        "to": "soporte@parse.example.com",
+        "subject": "Factura",
+        "envelope": '{"to":["soporte@parse.example.com"],"from":"ana@example.com"}',
+        "charsets": '{"to":"UTF-8","html":"UTF-8","subject":"UTF-8","from":"UTF-8","text":"UTF-8"}',
+        "SPF": "pass",
+        "dkim": "{@gmail.com : pass}",
+        "spam_score": "0.011",
+        "attachments": "0",
+    }
+    body = (
+        "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in fields.items()
+        )
+        + f"--{boundary}--\r\n"
+    )
+    credentials = base64.b64encode(f"{SECRETS['HILO_SENDGRID_USER']}:{SECRETS['HILO_SENDGRID_PASSWORD']}".encode())
+    headers = [
+        ("content-type", f"multipart/form-data; boundary={boundary}"),
+        ("authorization", f"Basic {credentials.decode()}"),
+    ]
+    return HttpRequest("POST", "/webhooks/email/sendgrid", headers, body.encode())
+
+
 def sample_request(route_key: str, public_url: str) -> HttpRequest | None:
     """A realistic request for ``route_key``, or None when the benchmark has no sample for it."""
     wa_message = {
@@ -141,6 +174,7 @@ def sample_request(route_key: str, public_url: str) -> HttpRequest | None:
                 }
             ).encode(),
         ),
+        "POST /webhooks/email/sendgrid": _sendgrid_parse,
         "POST /v1/chat/sessions": lambda: HttpRequest(
             "POST",
             "/v1/chat/sessions",
