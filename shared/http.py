@@ -33,7 +33,7 @@ from shared.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from shared.observability import logger
+from shared.observability import logger, metrics
 
 # Most specific first: the first class in the exception's MRO found here decides the status.
 STATUS_BY_ERROR: dict[type[HiloError], int] = {
@@ -97,7 +97,11 @@ def create_app() -> APIGatewayHttpResolver:
     @app.exception_handler(HiloError)
     def _hilo_error(error: HiloError) -> Response[str]:
         status = status_for(error)
-        headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else None
+        headers = None
+        if isinstance(error, MethodNotAllowed):
+            headers = {"Allow": ", ".join(error.allowed)}
+        elif isinstance(error, Unauthorized) and error.challenge:
+            headers = {"WWW-Authenticate": error.challenge}
         log = logger.exception if status >= 500 and status != 501 else logger.info
         log("request rejected", extra={"error_code": error.code, "status": status})
         return error_response(status, error.code, error.message, error.details, headers)
@@ -170,8 +174,10 @@ def parse_json_body(
 
 
 def api_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Wrap a resolver as the Lambda entry point, with the request id as correlation id in every log line."""
+    """Wrap a resolver as the Lambda entry point: the request id as correlation id in every log line, and the
+    request's metrics flushed (as CloudWatch EMF) when it returns, whatever it answered."""
 
+    @metrics.log_metrics
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return app.resolve(event, context)

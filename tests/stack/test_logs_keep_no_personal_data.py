@@ -55,8 +55,9 @@ def _meta(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:
 def _telegram(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:
     user_id = 7_100_000_000 + secrets.randbelow(10**8)
     user = {"id": user_id, "is_bot": False, "first_name": NAME}
+    contact = {"phone_number": PHONE_DIGITS, "first_name": NAME, "user_id": user_id}
     message = {"message_id": 1, "from": user, "chat": {"id": user_id, "type": "private"}, "date": 1795387940,
-               "text": body, "contact": {"phone_number": PHONE_DIGITS, "first_name": NAME, "user_id": user_id}}  # fmt: skip
+               "text": body, "contact": contact}  # fmt: skip
     token = TEST_CONFIG["HILO_TELEGRAM_SECRET_TOKEN"] if signed else "wrong"
     return http("POST", f"{stack.api_url}/webhooks/telegram", json.dumps({"update_id": 5, "message": message}),
                 {"content-type": "application/json", "X-Telegram-Bot-Api-Secret-Token": token})  # fmt: skip

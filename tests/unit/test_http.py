@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from hilo.local.apigw import HttpRequest, build_event
 from shared.errors import Conflict, HiloError, InvalidInput, NotImplementedYet, RetryableError, Unauthorized
 from shared.http import api_handler, create_app, parse_json_body, raw_body, status_for
+from shared.observability import metrics
 
 
 class Contact(BaseModel):
@@ -42,6 +44,12 @@ def conflict() -> None:
     raise Conflict("The profile changed since you read it.")
 
 
+@app.get("/private")
+def private() -> None:
+    metrics.add_metric(name="PrivateHits", unit=MetricUnit.Count, value=1)
+    raise Unauthorized("Missing Basic credentials.", challenge='Basic realm="hilo"')
+
+
 handler = api_handler(app)
 
 
@@ -52,12 +60,17 @@ class Context:
     aws_request_id = "req-1"
 
 
+def respond(method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> dict[str, Any]:
+    headers = [("content-type", content_type)] if content_type else []
+    event = build_event(HttpRequest(method, path, headers, body), f"{method} {path}", {}, "api", "123456789012")
+    response: dict[str, Any] = handler(event, Context())
+    return response
+
+
 def call(
     method: str, path: str, body: bytes = b"", content_type: str = "application/json"
 ) -> tuple[int, dict[str, Any]]:
-    headers = [("content-type", content_type)] if content_type else []
-    event = build_event(HttpRequest(method, path, headers, body), f"{method} {path}", {}, "api", "123456789012")
-    response = handler(event, Context())
+    response = respond(method, path, body, content_type)
     return response["statusCode"], json.loads(response["body"])
 
 
@@ -115,6 +128,22 @@ def test_domain_errors_map_by_class_not_by_text() -> None:
     assert status_for(RetryableError("x")) == 503
     assert status_for(InvalidInput("x")) == 400
     assert status_for(HiloError("x")) == 500
+
+
+def test_a_401_with_a_challenge_names_its_scheme_and_metrics_are_flushed_anyway(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given nothing buffered by earlier tests
+    metrics.clear_metrics()
+    # When a route counts something and then refuses the caller
+    response = respond("GET", "/private", content_type="")
+    # Then the 401 says how to authenticate...
+    assert response["statusCode"] == 401
+    assert response["headers"]["WWW-Authenticate"] == 'Basic realm="hilo"'
+    assert json.loads(response["body"])["error"] == "unauthorized"
+    # ...and the count still reaches CloudWatch (an EMF line on stdout)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [document["PrivateHits"] for document in emf] == [[1.0]]
 
 
 def test_an_unknown_route_inside_a_function_is_a_json_404() -> None:
