@@ -10,11 +10,14 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ValidationError
 
 from shared.adapters.config_secret import SettingsLoader
 from shared.adapters.queue_publisher import QueuePublisher
+from shared.errors import InvalidInput
 from shared.models.inbound import InboundEnvelope, StatusEnvelope
 from shared.observability import logger, metrics
 from shared.settings import Settings
@@ -34,6 +37,23 @@ def public_request_url(settings: Settings, raw_path: str, raw_query: str) -> str
     if not settings.public_url:
         return None
     return f"{settings.public_url}{raw_path}{'?' + raw_query if raw_query else ''}"
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def failed_fields(error: ValidationError) -> list[str]:
+    """The dotted paths of the fields that failed (at most 10), never their values: those may be what the customer
+    wrote, and these lists end up in logs and in 400 answers."""
+    return sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})[:10]
+
+
+def validated(model: type[ModelT], data: Any, message: str) -> ModelT:
+    """``model.model_validate(data)``, or InvalidInput (a 400) with ``message`` and the failed fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise InvalidInput(message, details=[{"field": name} for name in failed_fields(error)]) from error
 
 
 @dataclass(frozen=True)

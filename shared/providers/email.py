@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from shared.models.common import Channel, Provider
 from shared.models.inbound import InboundEnvelope, InboundKind
 from shared.models.message import Address, ContentPart, MediaPart, TextPart
-from shared.webhooks import Normalized
+from shared.webhooks import Normalized, failed_fields
 
 MAX_TEXT_CHARS: Final = 65536  # TextPart's limit
 MAX_SUBJECT_CHARS: Final = 998  # RFC 5322 line limit, and the envelope's
@@ -722,6 +722,5 @@ def to_envelope(mail: ParsedEmail, delivery: Delivery) -> Normalized:
             raw_ref=delivery.raw_ref,
         )
     except ValidationError as error:
-        problems = sorted({".".join(str(p) for p in item["loc"]) for item in error.errors(include_input=False)})
-        return Normalized(rejected=(f"mail does not fit the envelope: {', '.join(problems)[:200]}",))
+        return Normalized(rejected=(f"mail does not fit the envelope: {', '.join(failed_fields(error))[:200]}",))
     return Normalized(inbound=(envelope,))

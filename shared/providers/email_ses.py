@@ -42,7 +42,7 @@ from shared.errors import InvalidInput, PermanentError, RetryableError
 from shared.models.common import Provider, UtcDatetime
 from shared.observability import logger, metrics
 from shared.providers.email import Delivery, parse_mime, to_envelope
-from shared.webhooks import Normalized, WebhookPorts, webhook_ports
+from shared.webhooks import Normalized, WebhookPorts, validated, webhook_ports
 
 #: Where Hilo stores mail that arrived inline (SNS action), next to what the S3 action writes.
 INLINE_PREFIX: Final = "inbound-email/sns/"
@@ -135,13 +135,7 @@ def parse_record(body: str) -> Received | str:
         raise InvalidInput("The SNS message is not an SES notification.")
     if document.get("notificationType") != "Received":
         return f"SES notification type {str(document.get('notificationType'))[:40]}"
-    try:
-        return Received.model_validate(document)
-    except ValidationError as error:
-        fields = sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})
-        raise InvalidInput(
-            "The SES notification is not well formed.", details=[{"field": name} for name in fields[:10]]
-        ) from error
+    return validated(Received, document, "The SES notification is not well formed.")
 
 
 def quarantine_reason(notification: Received) -> str | None:

@@ -80,7 +80,7 @@ from shared.models.message import (
     TextPart,
 )
 from shared.settings import Settings
-from shared.webhooks import Normalized, secrets_equal, webhook_ports
+from shared.webhooks import Normalized, failed_fields, secrets_equal, validated, webhook_ports
 
 SIGNATURE_HEADER: Final = "x-hub-signature-256"
 CHALLENGE_CONTENT_TYPE: Final = "text/plain"
@@ -492,13 +492,9 @@ def parse_notification(body: bytes) -> Notification:
         raise InvalidInput("The body is not JSON; Meta sends a JSON notification.") from error
     if not isinstance(document, dict):
         raise InvalidInput("The body is not a Meta notification (a JSON object with 'object' and 'entry').")
-    try:
-        return Notification.model_validate(document)
-    except ValidationError as error:
-        raise InvalidInput(
-            "The body is not a Meta notification (a JSON object with 'object' and 'entry').",
-            details=[{"field": name} for name in _fields(error)],
-        ) from error
+    return validated(
+        Notification, document, "The body is not a Meta notification (a JSON object with 'object' and 'entry')."
+    )
 
 
 # --------------------------------------------------------------------------------------------- normalize
@@ -564,7 +560,7 @@ class _Context:
         except _Rejected as reason:
             self.rejected.append(f"{label}: {reason}")
         except ValidationError as error:
-            self.rejected.append(f"{label}: malformed ({', '.join(_fields(error)) or 'value'})")
+            self.rejected.append(f"{label}: malformed ({', '.join(failed_fields(error)) or 'value'})")
         except (ValueError, OverflowError, OSError, InvalidInput) as error:
             self.rejected.append(f"{label}: malformed ({type(error).__name__})")
 
@@ -1123,10 +1119,6 @@ def _id_suffix(item: Any, key: str) -> str:
     ):
         return f" ({value})"
     return ""
-
-
-def _fields(error: ValidationError) -> list[str]:
-    return sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})[:10]
 
 
 # --------------------------------------------------------------------------------------------- the function

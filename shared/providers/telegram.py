@@ -31,7 +31,7 @@ from shared.models.message import (
     MediaPart,
     TextPart,
 )
-from shared.webhooks import Normalized, secrets_equal
+from shared.webhooks import Normalized, failed_fields, secrets_equal, validated
 
 SECRET_HEADER: Final = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 BOT_RECIPIENT: Final = "bot"
@@ -196,13 +196,7 @@ def parse_update(body: bytes) -> Update:
         raise InvalidInput("The body is not JSON; Telegram sends a JSON Update.") from error
     if not isinstance(document, dict) or "update_id" not in document:
         raise InvalidInput("The body is not a Telegram Update (no update_id).")
-    try:
-        return Update.model_validate(document)
-    except ValidationError as error:
-        fields = sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})
-        raise InvalidInput(
-            "The body is not a well-formed Telegram Update.", details=[{"field": name} for name in fields[:10]]
-        ) from error
+    return validated(Update, document, "The body is not a well-formed Telegram Update.")
 
 
 def normalize(update: Update, *, correlation_id: str, received_at: datetime) -> Normalized:
@@ -231,8 +225,8 @@ def normalize(update: Update, *, correlation_id: str, received_at: datetime) -> 
         if update.callback_query is not None:
             return _from_callback(update, update.callback_query, correlation_id, received_at)
     except ValidationError as error:
-        problems = sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})
-        return Normalized(rejected=(f"update {update.update_id} does not fit the envelope: {', '.join(problems)}",))
+        problems = ", ".join(failed_fields(error))
+        return Normalized(rejected=(f"update {update.update_id} does not fit the envelope: {problems}",))
     kind = next((name for name in _OTHER_UPDATE_TYPES if name in (update.model_extra or {})), "unknown")
     return Normalized(ignored=(f"update type {kind} is not handled",))
 

@@ -49,7 +49,7 @@ from shared.models.message import (
     TextPart,
 )
 from shared.settings import Settings
-from shared.webhooks import Normalized, public_request_url, secrets_equal
+from shared.webhooks import Normalized, public_request_url, secrets_equal, validated
 
 SIGNATURE_HEADER: Final = "x-twilio-signature"
 #: SharedKey-signed webhooks name their algorithm here (twilio-python 9.13; not in the public docs).
@@ -336,13 +336,7 @@ class _Wire(BaseModel):
     @classmethod
     def from_params(cls, params: Params, what: str) -> Any:
         first = {name: values[0] for name, values in params.items() if values}
-        try:
-            return cls.model_validate(first)
-        except ValidationError as error:
-            fields = sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})
-            raise InvalidInput(
-                f"The request is not a well-formed Twilio {what}.", details=[{"field": name} for name in fields[:10]]
-            ) from error
+        return validated(cls, first, f"The request is not a well-formed Twilio {what}.")
 
 
 class MessageRequest(_Wire):
@@ -738,10 +732,4 @@ def _address(value: str, name: str | None = None) -> Address:
 
 def _build(model: type[ModelT], **fields: Any) -> ModelT:
     """Validate a model; a signed request that does not fit Hilo's limits is a 400, never a 500."""
-    try:
-        return model(**fields)
-    except ValidationError as error:
-        fields_ = sorted({".".join(str(part) for part in item["loc"]) for item in error.errors(include_input=False)})
-        raise InvalidInput(
-            "The request does not fit Hilo's envelope.", details=[{"field": name} for name in fields_[:10]]
-        ) from error
+    return validated(model, fields, "The request does not fit Hilo's envelope.")
