@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Hilo needs Python 3.11 or newer (found %s)" % sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
-	@UV_PYTHON_DOWNLOADS=never $(BIN)/uv sync --frozen --extra dev --inexact --quiet
+	@UV_PYTHON_DOWNLOADS=never $(BIN)/uv sync --frozen --extra dev --inexact --quiet --compile-bytecode
 	@touch $@
 
 dev: $(VENV)/.installed ## start the whole stack locally (moto, HTTP API on :3000, AWS on :4566)

@@ -1,1 +1,1 @@
-"""Edges of the system: every boto3 and provider HTTP call lives here, translated into Hilo's errors."""
+"""Edges of the system: every AWS (botocore) and provider HTTP call lives here, translated into Hilo's errors."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.adapters import aws
 from shared.errors import RetryableError
 from shared.routes import RouteTable
 
@@ -31,7 +31,7 @@ class ApiRouteCatalog:
         return self._tables[api_id]
 
     def _fetch_route_keys(self, api_id: str) -> list[str]:
-        client = self._client or boto3.client("apigatewayv2")
+        client = self._client or aws.client("apigatewayv2")
         self._client = client
         keys: list[str] = []
         request: dict[str, str] = {"ApiId": api_id}

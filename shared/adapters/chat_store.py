@@ -21,10 +21,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.adapters import aws
 from shared.clock import now
 from shared.errors import PermanentError, RetryableError
 from shared.models.inbound import InboundEnvelope
@@ -82,7 +82,7 @@ class ChatTokenKey:
         moment = self._monotonic()
         if self._cached and moment - self._cached[0] < self._max_age_s:
             return self._cached[1]
-        self._client = self._client or boto3.client("secretsmanager")
+        self._client = self._client or aws.client("secretsmanager")
         try:
             value = self._client.get_secret_value(SecretId=self._secret_id)["SecretString"]
         except (ClientError, BotoCoreError) as error:
@@ -105,7 +105,7 @@ class ChatStore:
 
     @property
     def client(self) -> Any:
-        self._client = self._client or boto3.client("dynamodb")
+        self._client = self._client or aws.client("dynamodb")
         return self._client
 
     def _call(self, operation: str, **kwargs: Any) -> Any:

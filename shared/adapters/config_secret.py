@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from shared.adapters import aws
 from shared.errors import PermanentError, RetryableError
 from shared.observability import logger
 from shared.settings import SECRET_ARN_ENV, Settings, settings_from
@@ -74,7 +74,7 @@ class SettingsLoader:
         if not secret_id:
             return {}
         if self._client is None:
-            self._client = boto3.client("secretsmanager")
+            self._client = aws.client("secretsmanager")
         try:
             value = self._client.get_secret_value(SecretId=secret_id)["SecretString"]
         except (ClientError, BotoCoreError) as error:

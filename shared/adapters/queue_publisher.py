@@ -6,9 +6,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.adapters import aws
 from shared.errors import RetryableError
 from shared.models.inbound import ClaimCheck, InboundEnvelope, StatusEnvelope
 from shared.observability import logger
@@ -73,7 +73,7 @@ class QueuePublisher:
         data = body.encode()
         digest = hashlib.sha256(data).hexdigest()
         key = f"claim-checks/{envelope.type}/{envelope.channel}/{digest}.json"
-        self._s3 = self._s3 or boto3.client("s3")
+        self._s3 = self._s3 or aws.client("s3")
         try:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
         except (ClientError, BotoCoreError) as error:
@@ -84,7 +84,7 @@ class QueuePublisher:
         )
 
     def _send_batch(self, entries: list[dict[str, Any]]) -> None:
-        self._sqs = self._sqs or boto3.client("sqs")
+        self._sqs = self._sqs or aws.client("sqs")
         pending = entries
         for _attempt in range(2):  # one immediate retry of the entries SQS refused
             try:

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.adapters import aws
 from shared.errors import PermanentError, RetryableError
 
 #: SES accepts mail up to 40 MB with an S3 action; anything larger in the bucket is not a mail SES stored.
@@ -35,7 +35,7 @@ class RawEmailStore:
         return cls(env.get("PAYLOAD_BUCKET_NAME") or None)
 
     def _client(self) -> Any:
-        self._s3 = self._s3 or boto3.client("s3")
+        self._s3 = self._s3 or aws.client("s3")
         return self._s3
 
     def get(self, bucket: str, key: str) -> bytes:

@@ -161,3 +161,21 @@ def test_the_dependencies_layer_is_exported_from_the_lock() -> None:
     committed = (ROOT / "infra" / "layers" / "dependencies" / "requirements.txt").read_text()
     assert pins(committed) == pins(exported), "run `make lock`"
     assert not any(pin.startswith(("boto3", "botocore", "moto")) for pin in pins(committed))
+
+
+def test_the_shared_layer_build_ships_the_package_with_its_bytecode(tmp_path: Path) -> None:
+    # Given the makefile SAM runs for SharedLayer (BuildMethod: makefile), run from a copy as SAM does
+    source = tmp_path / "source"
+    subprocess.run(["cp", "-R", str(ROOT / "shared"), str(source)], check=True)
+    artifacts = tmp_path / "artifacts"
+    # When
+    subprocess.run(["make", "-s", "-C", str(source), "build-SharedLayer", f"ARTIFACTS_DIR={artifacts}"], check=True)
+    # Then the package lands at /opt/python/shared, without the makefile, and already compiled (Lambda's /opt is
+    # read-only, so nothing could be compiled and cached there at cold start)
+    package = artifacts / "python" / "shared"
+    assert (package / "http.py").is_file()
+    assert (package / "providers" / "meta.py").is_file()
+    assert not (package / "Makefile").exists()
+    tag = sys.implementation.cache_tag
+    assert (package / "__pycache__" / f"http.{tag}.pyc").is_file()
+    assert (package / "providers" / "__pycache__" / f"meta.{tag}.pyc").is_file()
