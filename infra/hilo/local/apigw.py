@@ -12,7 +12,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,6 +164,12 @@ class Cors:
         return origin if origin in self.allow_origins else None
 
 
+def _has_bearer_token(request: HttpRequest) -> bool:
+    value = next((value for name, value in request.headers if name.lower() == "authorization"), "")
+    scheme, _, token = value.strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
 class HttpApi:
     """Routes requests to function pools as one HTTP API does; extra local-only routes may be mounted."""
 
@@ -174,6 +180,7 @@ class HttpApi:
         account_id: str,
         cors: Cors | None = None,
         local_routes: Mapping[str, Callable[[HttpRequest], HttpResponse]] | None = None,
+        bearer_routes: Iterable[str] = (),
     ) -> None:
         self.routes = dict(routes)
         self.table = RouteTable(self.routes)
@@ -181,6 +188,9 @@ class HttpApi:
         self.account_id = account_id
         self.cors = cors
         self.local_routes = dict(local_routes or {})
+        #: Routes behind a JWT authorizer: like API Gateway, refuse them without a bearer token before any function
+        #: runs (the token itself is not verified locally).
+        self.bearer_routes = frozenset(bearer_routes)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one request."""
@@ -204,6 +214,8 @@ class HttpApi:
         if match is None and not self.table.has_default:
             return gateway_error(404, "Not Found")
         route_key, params = (match.route_key, match.path_parameters) if match else (DEFAULT_ROUTE, {})
+        if route_key in self.bearer_routes and not _has_bearer_token(request):
+            return gateway_error(401, "Unauthorized")
         event = build_event(request, route_key, params, self.api_id, self.account_id)
         pool = self.routes[route_key]
         started = time.monotonic()

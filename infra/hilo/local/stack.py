@@ -262,6 +262,16 @@ class LocalStack:
             raise TemplateError("the local twin serves one AWS::Serverless::HttpApi; the template declares several")
         api_id = self.physical_id(apis[0]) if apis else "local"
         routes: dict[str, FunctionPool] = {}
+        api_auth = (self.provisioned.run_by_twin[apis[0]].get("Auth") or {}) if apis else {}
+        jwt_authorizers = {
+            name for name, config in (api_auth.get("Authorizers") or {}).items() if "JwtConfiguration" in config
+        }
+        bearer_routes: set[str] = set()
+        for name in sorted(jwt_authorizers):
+            self.notices.append(
+                f"{name}: JWT authorizer asks for a bearer token but does not verify it locally; "
+                "the functions accept HILO_DEV_TOKEN (local mode only)"
+            )
         for logical_id, pool in self.pools.items():
             for event_name, event in pool.spec.events.items():
                 if event.get("Type") != "HttpApi":
@@ -277,6 +287,9 @@ class LocalStack:
                     raise TemplateError(f"route {key} is declared twice ({logical_id}.{event_name})")
                 routes[key] = pool
                 self.routes[key] = logical_id
+                authorizer = (props.get("Auth") or {}).get("Authorizer", api_auth.get("DefaultAuthorizer"))
+                if authorizer in jwt_authorizers:
+                    bearer_routes.add(key)
         if apis:
             gateway = self.client("apigatewayv2")
             for key in routes:
@@ -291,7 +304,9 @@ class LocalStack:
                     allow_headers=tuple(config.get("AllowHeaders", [])),
                     max_age=config.get("MaxAge"),
                 )
-        api = HttpApi(routes, api_id, ACCOUNT_ID, cors, local_routes={CLOCK_ROUTE: self._clock_route})
+        api = HttpApi(
+            routes, api_id, ACCOUNT_ID, cors, local_routes={CLOCK_ROUTE: self._clock_route}, bearer_routes=bearer_routes
+        )
         self._http = serve(api, self.config.host, self.config.port)
         self._spawn(self._http.serve_forever, "http-api")
 

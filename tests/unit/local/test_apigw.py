@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hilo.local.apigw import HttpRequest, build_event, is_text_content, map_response
+from hilo.local.apigw import HttpApi, HttpRequest, build_event, is_text_content, map_response
 
 
 def event_for(target: str, headers: list[tuple[str, str]], body: bytes = b"", method: str = "POST") -> dict:
@@ -88,3 +88,40 @@ def test_a_full_result_keeps_status_headers_cookies_and_decodes_base64() -> None
 
 def test_a_malformed_status_is_a_gateway_500() -> None:
     assert map_response({"statusCode": "abc"}).status == 500
+
+
+class RecordingPool:
+    """Stands in for a function: answers 200 and remembers the events it got."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def invoke(self, event: dict) -> dict:
+        self.events.append(event)
+        return {"statusCode": 200, "body": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([], 401),
+        ([("Authorization", "Basic dXNlcjpwYXNz")], 401),
+        ([("Authorization", "Bearer ")], 401),
+        ([("Authorization", "Bearer dev-token")], 200),
+    ],
+)
+def test_a_route_behind_a_jwt_authorizer_needs_a_bearer_token_before_the_function_runs(
+    headers: list[tuple[str, str]], status: int
+) -> None:
+    # Given one route behind the authorizer and one public route
+    private, public = RecordingPool(), RecordingPool()
+    api = HttpApi({"GET /v1/customers": private, "POST /webhooks/telegram": public}, "api1", "123456789012",
+                  bearer_routes={"GET /v1/customers"})  # type: ignore[dict-item]  # fmt: skip
+    # When
+    response = api.handle(HttpRequest("GET", "/v1/customers", headers, b""))
+    # Then API Gateway's own 401 answers, and the function never runs without a token
+    assert response.status == status
+    assert len(private.events) == (1 if status == 200 else 0)
+    if status == 401:
+        assert json.loads(response.body) == {"message": "Unauthorized"}
+    assert api.handle(HttpRequest("POST", "/webhooks/telegram", [], b"{}")).status == 200
