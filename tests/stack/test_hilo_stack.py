@@ -40,7 +40,7 @@ def test_wrong_method_is_a_json_405_naming_the_allowed_ones(hilo_stack: LocalSta
 
 
 def test_a_contract_route_not_built_yet_is_a_json_501_not_a_fake_success(hilo_stack: LocalStack) -> None:
-    response = http("POST", f"{hilo_stack.api_url}/v1/workflows/abc/enable", b"{}")
+    response = http("POST", f"{hilo_stack.api_url}/v1/workflows/abc/enable", b"{}", {"authorization": "Bearer t"})
     assert response.status == 501
     assert response.json()["error"] == "not_implemented"
     assert "/v1/workflows/abc/enable" in response.json()["message"]
@@ -116,3 +116,10 @@ def test_the_clock_rejects_bad_input_with_a_json_400(hilo_stack: LocalStack, bod
     response = http("POST", f"{hilo_stack.api_url}/_dev/clock", body)
     assert response.status == 400
     assert response.json()["error"] == "invalid_input"
+
+
+def test_the_agent_api_is_behind_the_jwt_authorizer(hilo_stack: LocalStack) -> None:
+    # As in AWS, a request without a bearer token never reaches a function
+    response = http("GET", f"{hilo_stack.api_url}/v1/customers?phone=%2B573001234567")
+    assert response.status == 401
+    assert response.json() == {"message": "Unauthorized"}
