@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
-from urllib.parse import urlencode
 
+from hilo.local import providers
 from hilo.local.apigw import HttpRequest
 
 SECRETS = {
@@ -22,22 +20,13 @@ SECRETS = {
 
 
 def _twilio(public_url: str, path: str, params: dict[str, str]) -> HttpRequest:
-    url = public_url + path
-    signed = url + "".join(f"{name}{params[name]}" for name in sorted(params))
-    digest = hmac.new(SECRETS["HILO_TWILIO_AUTH_TOKEN"].encode(), signed.encode(), hashlib.sha1).digest()
-    headers = [
-        ("content-type", "application/x-www-form-urlencoded"),
-        ("x-twilio-signature", base64.b64encode(digest).decode()),
-    ]
-    return HttpRequest("POST", path, headers, urlencode(params).encode())
+    body, headers = providers.twilio_form(public_url + path, params, SECRETS["HILO_TWILIO_AUTH_TOKEN"])
+    return HttpRequest("POST", path, list(headers.items()), body)
 
 
 def _meta(path: str, document: dict[str, object]) -> HttpRequest:
-    body = json.dumps(document).encode()  # json.dumps escapes non-ASCII as \\u00e1, as Meta does
-    signature = hmac.new(SECRETS["HILO_META_APP_SECRET"].encode(), body, hashlib.sha256).hexdigest()
-    return HttpRequest(
-        "POST", path, [("content-type", "application/json"), ("x-hub-signature-256", f"sha256={signature}")], body
-    )
+    body, headers = providers.meta_json(document, SECRETS["HILO_META_APP_SECRET"])
+    return HttpRequest("POST", path, list(headers.items()), body)
 
 
 def _sendgrid_parse() -> HttpRequest:

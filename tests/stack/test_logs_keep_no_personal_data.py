@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 import pytest
 
+from hilo.local import providers
 from hilo.local.stack import LocalStack
 from tests.conftest import TEST_CONFIG
 from tests.helpers import HttpResult, http
@@ -31,11 +28,8 @@ def _twilio(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:
     url = f"{stack.api_url}/webhooks/twilio/messages"
     pairs = [("MessageSid", "SM" + secrets.token_hex(16)), ("AccountSid", "AC" + "0" * 32), ("Body", body),
              ("From", f"whatsapp:+{PHONE_DIGITS}"), ("To", "whatsapp:+13055550123"), ("ProfileName", NAME)]  # fmt: skip
-    data = url + "".join(name + value for name, value in sorted(pairs))
-    token = TEST_CONFIG["HILO_TWILIO_AUTH_TOKEN"] if signed else "wrong"
-    signature = base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
-    headers = {"content-type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
-    return http("POST", url, urlencode(pairs), headers)
+    raw, headers = providers.twilio_form(url, pairs, TEST_CONFIG["HILO_TWILIO_AUTH_TOKEN"] if signed else "wrong")
+    return http("POST", url, raw, headers)
 
 
 def _meta(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:
@@ -44,12 +38,10 @@ def _meta(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:
     value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "13055550123",
              "phone_number_id": "1122334455"}, "contacts": [{"profile": {"name": NAME}, "wa_id": PHONE_DIGITS}],
              "messages": [message]}  # fmt: skip
-    raw = json.dumps({"object": "whatsapp_business_account",
-                      "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}).encode()  # fmt: skip
-    secret = TEST_CONFIG["HILO_META_APP_SECRET"] if signed else "wrong"
-    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    return http("POST", f"{stack.api_url}/webhooks/whatsapp", raw,
-                {"content-type": "application/json", "X-Hub-Signature-256": signature})  # fmt: skip
+    document = {"object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
+    raw, headers = providers.meta_json(document, TEST_CONFIG["HILO_META_APP_SECRET"] if signed else "wrong")
+    return http("POST", f"{stack.api_url}/webhooks/whatsapp", raw, headers)
 
 
 def _telegram(stack: LocalStack, body: str, signed: bool = True) -> HttpResult:

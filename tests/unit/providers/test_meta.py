@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hilo.local import providers
 from shared.errors import Forbidden, HiloError, InvalidInput, PayloadTooLarge, Unauthorized
 from shared.models.common import Channel
 from shared.models.inbound import InboundEnvelope, InboundKind, QueueMessage, StatusEnvelope
@@ -50,7 +51,7 @@ MID = "m_Xk3BTfJ2k7tqg0N0g2UqYcBqk2zg7oD3Mm5eI2qH9gk1kd0q7GgR2aWq8nHcX1bY2sZ4QxM
 
 def sign(body: bytes, secret: str = APP_SECRET) -> str:
     """``X-Hub-Signature-256`` as Meta computes it: hex HMAC-SHA256 of the raw body with the app secret."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return providers.meta_signature(body, secret)
 
 
 def encode(document: dict[str, Any]) -> bytes:

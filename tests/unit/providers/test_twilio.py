@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import hmac
 import json
 import re
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+from hilo.local import providers
 from shared.errors import Forbidden, HiloError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.models.inbound import InboundKind
 from shared.models.message import DeliveryStatus, InteractiveReplyPart, LocationPart, MediaPart, TextPart
@@ -69,9 +69,8 @@ def replace(pairs: list[tuple[str, str]], **fields: str) -> list[tuple[str, str]
 
 
 def independent_signature(url: str, pairs: list[tuple[str, str]], token: str = TOKEN) -> str:
-    """Twilio's documented algorithm, written out again: URL + sorted name+value, HMAC-SHA1, base64."""
-    data = url + "".join(name + value for name, value in sorted(pairs))
-    return base64.b64encode(hmac.new(token.encode(), data.encode("utf-8"), hashlib.sha1).digest()).decode()
+    """Twilio's documented algorithm as the provider side computes it (not shared/providers/twilio.py's)."""
+    return providers.twilio_signature(url, pairs, token)
 
 
 def event(
