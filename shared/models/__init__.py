@@ -40,7 +40,6 @@ if TYPE_CHECKING:
         Identity,
         IdentityKind,
         IdentityNormaliser,
-        LightNormaliser,
         check_identity_value,
     )
     from shared.models.message import (
@@ -92,7 +91,6 @@ _SUBMODULE = {
     "Identity": "shared.models.identity",
     "IdentityKind": "shared.models.identity",
     "IdentityNormaliser": "shared.models.identity",
-    "LightNormaliser": "shared.models.identity",
     "check_identity_value": "shared.models.identity",
     "Address": "shared.models.message",
     "ContactPart": "shared.models.message",
@@ -143,7 +141,6 @@ __all__ = [
     "IdentityNormaliser",
     "InteractiveKind",
     "InteractiveReplyPart",
-    "LightNormaliser",
     "LocationPart",
     "MediaPart",
     "Message",

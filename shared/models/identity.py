@@ -3,8 +3,10 @@
 Values are stored normalised so that equal identities compare (and key) equal. This module only checks the
 *shape* of a normalised value and does the trivial part of normalising (trim, lower-case e-mail). Real
 normalisation (phone number plans, the Latin-American mobile prefixes, national-ID check digits) plugs in
-through ``IdentityNormaliser``: callers normalise raw input with it, then build an ``Identity``, whose
-validators re-check the invariants every normaliser must honour.
+through ``IdentityNormaliser`` (implemented by ``shared.identity.Normaliser``): callers normalise raw input with
+it, then build an ``Identity``, whose validators re-check the invariants every normaliser must honour. Phones
+are matched on ``shared.identity.phone_match_key``, which makes one of Mexico's ``+521``/``+52``, Argentina's
+``+549``/``+54`` and Brazil's 8/9-digit mobile forms.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ from typing import Annotated, Final, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from shared.identity.keys import phone_match_key
 from shared.models.common import Channel, UtcDatetime
 
 # E.164: "+", a country code that never starts with 0, 8 to 15 digits in all.
 E164_RE: Final = re.compile(r"\+[1-9]\d{7,14}")
 _EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_NATIONAL_ID_RE: Final = re.compile(r"[0-9A-Z]{4,20}")
+# Ñ and & occur in Mexican RFCs; Colombian cédulas can have as few as 3 digits.
+_NATIONAL_ID_RE: Final = re.compile(r"[0-9A-ZÑ&]{3,20}")
 _META_SCOPED_ID_RE: Final = re.compile(r"\d{1,32}")
 # Telegram chat ids of groups are negative; private chats (users) are positive.
 _TELEGRAM_ID_RE: Final = re.compile(r"-?\d{1,20}")
 _OPAQUE_ID_RE: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-_PHONE_PUNCTUATION_RE: Final = re.compile(r"[\s().\-]")
-_NATIONAL_ID_PUNCTUATION_RE: Final = re.compile(r"[\s.\-/]")
 
 
 _OPAQUE_SHAPE: Final = (_OPAQUE_ID_RE, "1-128 characters without control characters")
@@ -52,7 +54,7 @@ _SHAPES: Final[dict[IdentityKind, tuple[re.Pattern[str], str]]] = {
     IdentityKind.EMAIL: (_EMAIL_RE, "like name@domain.tld (at most 254 characters)"),
     IdentityKind.PHONE: (E164_RE, "E.164: '+' then 8 to 15 digits, e.g. +573001234567"),
     IdentityKind.WHATSAPP: (E164_RE, "E.164: '+' then 8 to 15 digits, e.g. +573001234567"),
-    IdentityKind.NATIONAL_ID: (_NATIONAL_ID_RE, "4-20 upper-case letters or digits, without dots, dashes or spaces"),
+    IdentityKind.NATIONAL_ID: (_NATIONAL_ID_RE, "3-20 upper-case letters or digits, without dots, dashes or spaces"),
     IdentityKind.MESSENGER: (_META_SCOPED_ID_RE, "the numeric page-scoped id Meta sends"),
     IdentityKind.INSTAGRAM: (_META_SCOPED_ID_RE, "the numeric page-scoped id Meta sends"),
     IdentityKind.TELEGRAM: (_TELEGRAM_ID_RE, "the numeric chat id"),
@@ -90,8 +92,8 @@ def check_identity_value(kind: IdentityKind, value: str) -> str:
 class IdentityNormaliser(Protocol):
     """Port: turns what a customer or provider sent into the stored form of an identity value.
 
-    A phonenumbers-based implementation (with the Mexican, Argentinian and Brazilian mobile variants made
-    one) and national-ID check digits replace ``LightNormaliser`` in a later issue; callers do not change.
+    ``shared.identity.Normaliser`` is the implementation: phonenumbers-based, with the Mexican, Argentinian and
+    Brazilian mobile forms handled, and national IDs validated with their check digits.
     """
 
     def normalise(self, kind: IdentityKind, raw: str, *, region: str | None = None) -> str:
@@ -115,47 +117,9 @@ class IdentityNormaliser(Protocol):
         ...
 
 
-class LightNormaliser:
-    """Stand-in normaliser: trims, lower-cases e-mail, drops punctuation. No number plans, no check digits."""
-
-    def normalise(self, kind: IdentityKind, raw: str, *, region: str | None = None) -> str:
-        """Return ``raw`` normalised as far as no external rules are needed; see ``IdentityNormaliser``.
-
-        Parameters
-        ----------
-        kind : IdentityKind
-            The kind of identity.
-        raw : str
-            The value as received.
-        region : str, optional
-            Ignored: local numbers need a numbering plan, which this normaliser does not have.
-
-        Returns
-        -------
-        str
-            The normalised value.
-
-        Raises
-        ------
-        ValueError
-            If the result does not have the stored shape (e.g. a local phone number without country code).
-        """
-        value = raw.strip()
-        if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
-            value = _PHONE_PUNCTUATION_RE.sub("", value)
-            if value.startswith("00"):
-                value = "+" + value[2:]
-            elif value.isdigit() and kind == IdentityKind.WHATSAPP:
-                # Meta's wa_id is the full international number without the '+'.
-                value = "+" + value
-        elif kind == IdentityKind.NATIONAL_ID:
-            value = _NATIONAL_ID_PUNCTUATION_RE.sub("", value).upper()
-        return check_identity_value(kind, value)
-
-
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 #: Document type within its country: CC, CE, NIT (CO); CURP, RFC (MX); DNI, CUIT (AR); RUT (CL); CPF (BR)...
-#: Free-form upper-case code for now; the check-digit validators of a later issue know the real list.
+#: Free-form upper-case code here; ``shared.identity.DOCUMENT_TYPES`` lists the ones validated on input.
 DocumentType = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,6}$")]
 
 
@@ -196,7 +160,13 @@ class Identity(BaseModel):
 
     @property
     def lookup_value(self) -> str:
-        """The value that identifies this identity within its kind (a national ID includes country and type)."""
+        """The value that identifies this identity within its kind.
+
+        A national ID includes its country and type; a phone or WhatsApp id is its match key, so ``+5215512345678``
+        and ``+525512345678`` are one customer (see ``shared.identity.keys``).
+        """
         if self.kind == IdentityKind.NATIONAL_ID:
             return f"{self.country}:{self.document_type}:{self.value}"
+        if self.kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
+            return phone_match_key(self.value)
         return self.value

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.models import Identity, IdentityKind, IdentityNormaliser, LightNormaliser
-from tests.unit.models.factories import T0
+from shared.identity import Normaliser
+from shared.models import CustomerProfile, Identity, IdentityKind, IdentityNormaliser
+from tests.unit.models.factories import T0, profile_data
 from tests.unit.models.helpers import error_summary
 
 
@@ -132,28 +133,56 @@ def test_identity_is_frozen() -> None:
         (IdentityKind.WHATSAPP, "573001234567", "+573001234567"),
         (IdentityKind.PHONE, "+57 (300) 123-4567", "+573001234567"),
         (IdentityKind.PHONE, "0057 300 123 4567", "+573001234567"),
+        (IdentityKind.PHONE, "300 123 4567", "+573001234567"),
         (IdentityKind.EMAIL, " Ana@Ejemplo.CO ", "ana@ejemplo.co"),
-        (IdentityKind.NATIONAL_ID, "12.345.678-k", "12345678K"),
+        (IdentityKind.NATIONAL_ID, "1.020.304.050", "1020304050"),
         (IdentityKind.TELEGRAM, " 123456789 ", "123456789"),
     ],
 )
-def test_light_normaliser_output_is_accepted_by_the_model(kind: IdentityKind, raw: str, expected: str) -> None:
-    # Given a normaliser used through the port
-    normaliser: IdentityNormaliser = LightNormaliser()
+def test_normaliser_output_is_accepted_by_the_model(kind: IdentityKind, raw: str, expected: str) -> None:
+    # Given the normaliser used through the port, with HILO_DEFAULT_REGION=CO
+    normaliser: IdentityNormaliser = Normaliser(default_region="CO")
 
     # When
     value = normaliser.normalise(kind, raw, region="CO")
 
     # Then
     assert value == expected
-    extra = {"country": "CL", "document_type": "RUT"} if kind == IdentityKind.NATIONAL_ID else {}
+    extra = {"country": "CO", "document_type": "CC"} if kind == IdentityKind.NATIONAL_ID else {}
     assert identity(kind=kind, value=value, **extra).value == expected
 
 
-def test_light_normaliser_does_not_guess_a_country_code() -> None:
-    # Given a local Colombian mobile number: turning it into E.164 needs the numbering plan (a later issue)
-    normaliser = LightNormaliser()
+@pytest.mark.parametrize(
+    ("kind", "value", "lookup_value"),
+    [
+        ("whatsapp", "+5215512345678", "+525512345678"),  # Meta's MX wa_id
+        ("phone", "+525512345678", "+525512345678"),  # Twilio SMS
+        ("whatsapp", "+5491123456789", "+541123456789"),  # AR mobile with its 9
+        ("phone", "+541123456789", "+541123456789"),
+        ("whatsapp", "+551187654321", "+5511987654321"),  # BR wa_id of an old account
+        ("phone", "+551132654321", "+551132654321"),  # BR landline
+        ("phone", "+573001234567", "+573001234567"),
+    ],
+)
+def test_phone_lookup_value_is_the_match_key(kind: str, value: str, lookup_value: str) -> None:
+    # Given / When
+    phone = identity(kind=kind, value=value)
+
+    # Then: the value is kept as received; the pointer is keyed on the match key
+    assert phone.value == value
+    assert (phone.lookup_kind, phone.lookup_value) == (IdentityKind.PHONE, lookup_value)
+
+
+def test_a_profile_cannot_hold_two_forms_of_one_number() -> None:
+    # Given the Mexican wa_id form and the SMS form of one mobile, both as WhatsApp identities
+    forms = [identity(kind="whatsapp", value="+5215512345678"), identity(kind="whatsapp", value="+525512345678")]
 
     # When / Then
-    with pytest.raises(ValueError, match=r"E\.164"):
-        normaliser.normalise(IdentityKind.PHONE, "300 123 4567", region="CO")
+    with pytest.raises(ValidationError, match="identities must be unique"):
+        CustomerProfile.model_validate(profile_data(identities=forms))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("123", "123"), ("A&B9307148T4", "A&B9307148T4")])
+def test_national_ids_of_three_characters_and_rfcs_with_ampersand_fit(value: str, expected: str) -> None:
+    # Given an old Colombian cédula and a company RFC / When / Then
+    assert identity(kind="national_id", value=value, country="CO", document_type="CC").value == expected

@@ -1,0 +1,1 @@
+"""Tests of shared.identity: Latin-American phones, e-mail and national IDs."""
