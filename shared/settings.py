@@ -34,6 +34,8 @@ class Settings(BaseModel):
     meta_graph_url: str = Field("https://graph.facebook.com", alias="HILO_META_GRAPH_URL")
     telegram_api_url: str = Field("https://api.telegram.org", alias="HILO_TELEGRAM_API_URL")
     sendgrid_api_url: str = Field("https://api.sendgrid.com", alias="HILO_SENDGRID_API_URL")
+    #: Hours after a conversation's last message during which a new message, on any channel, continues it.
+    reopen_window_hours: int = Field(72, alias="HILO_REOPEN_WINDOW_HOURS", ge=1, le=24 * 90)
     local_mode: bool = Field(False, alias=LOCAL_MODE_ENV)
 
     @field_validator("public_url", "twilio_api_url", "meta_graph_url", "telegram_api_url", "sendgrid_api_url")

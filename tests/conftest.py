@@ -81,8 +81,16 @@ def queue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
 @pytest.fixture(scope="session")
 def inbound_queue(hilo_stack: LocalStack) -> QueueCollector:
-    """Everything webhooks put on InboundQueue during the session (nothing consumes it yet locally)."""
-    return QueueCollector(hilo_stack.client("sqs"), hilo_stack.physical_id("InboundQueue"))
+    """Everything webhooks put on InboundQueue during the session, as IngestFunction's poller receives it.
+
+    IngestFunction consumes the queue, so the collector must not drain it: it listens to the poller instead.
+    """
+    poller = next((p for p in hilo_stack.pollers if p.mapping.function == "IngestFunction"), None)
+    return QueueCollector(
+        hilo_stack.client("sqs"),
+        hilo_stack.physical_id("InboundQueue"),
+        consumer_sqs=poller.sqs if poller is not None else None,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,12 +35,35 @@ class QueueCollector:
     """Drains one queue of a running stack and keeps every body, so tests sharing the queue never steal each other's
     messages: each test waits for the bodies that match what it sent."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, consumer_sqs: Any | None = None) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.bodies: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        # A queue that a function of the stack consumes is not ours to drain: we would steal its messages. Then the
+        # collector listens to what the consumer's poller receives instead (a botocore hook on its SQS client), so
+        # tests still see every body exactly as it was enqueued, once per SQS message however often it is delivered.
+        self.consumer_sqs = consumer_sqs
+        if consumer_sqs is not None:
+            consumer_sqs.meta.events.register("after-call.sqs.ReceiveMessage", self._received)
+
+    def _received(self, parsed: Any, **_: Any) -> None:
+        for message in parsed.get("Messages", []) if isinstance(parsed, dict) else []:
+            self._keep(message)
+
+    def _keep(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            if message["MessageId"] in self._seen:
+                return
+            self._seen.add(message["MessageId"])
+            body = json.loads(message["Body"])
+            body["_attributes"] = message.get("Attributes", {})
+            self.bodies.append(body)
 
     def drain(self) -> None:
+        if self.consumer_sqs is not None:
+            return  # the consumer receives; _received keeps what it gets
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
@@ -47,9 +71,7 @@ class QueueCollector:
             if not messages:
                 return
             for message in messages:
-                body = json.loads(message["Body"])
-                body["_attributes"] = message.get("Attributes", {})
-                self.bodies.append(body)
+                self._keep(message)
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
@@ -58,7 +80,9 @@ class QueueCollector:
     def matching(self, **fields: Any) -> list[dict[str, Any]]:
         """Drain, then return the bodies whose top-level fields equal ``fields``."""
         self.drain()
-        return [body for body in self.bodies if all(body.get(k) == v for k, v in fields.items())]
+        with self._lock:
+            bodies = list(self.bodies)
+        return [body for body in bodies if all(body.get(k) == v for k, v in fields.items())]
 
     def wait_for(self, count: int = 1, timeout: float = 10.0, **fields: Any) -> list[dict[str, Any]]:
         """Wait until at least ``count`` matching bodies arrived; return them all."""

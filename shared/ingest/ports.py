@@ -1,0 +1,159 @@
+"""What ingest needs from the outside world (ports), and the small values that cross them.
+
+Nothing here knows about AWS: ``shared.adapters.profile_store`` and ``shared.adapters.event_publisher`` implement
+these ports on DynamoDB, SQS and EventBridge; the unit tests implement them in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.models.common import Channel
+from shared.models.conversation import Conversation, ConversationStatus
+from shared.models.customer import CustomerProfile
+from shared.models.events import DomainEvent
+from shared.models.identity import Identity, IdentityKind
+from shared.models.message import Message
+from shared.models.timeline import TimelineEntry
+
+#: The port for "what time is it": ``shared.clock.now`` in functions, a settable fake in tests.
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class KnownIdentity:
+    """An identity pointer: who owns a lookup key, and which identity kinds of it the profile already lists."""
+
+    customer_id: str
+    kinds: frozenset[IdentityKind]
+
+
+@dataclass(frozen=True)
+class HeadState:
+    """The live fields of a customer's current conversation (the ``HEAD`` item)."""
+
+    conversation_id: str
+    status: ConversationStatus
+    opened_at: datetime
+    last_message_at: datetime
+    last_channel: Channel
+    channels: frozenset[Channel]
+    last_inbound_at: Mapping[str, datetime] = field(default_factory=dict)
+    last_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HeadTouch:
+    """What one timeline entry does to the head when it continues the conversation.
+
+    ``window_start`` is the earliest ``last_message_at`` that still lets the conversation continue: the adapter
+    puts it in its condition, so the rule is checked by the write itself and never on a stale read.
+    """
+
+    at: datetime
+    window_start: datetime
+    channel: Channel
+    inbound: bool
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class TimelineRecord:
+    """A timeline entry as stored: the entry, its message when it is one, and what only ingest knows."""
+
+    entry: TimelineEntry
+    message: Message | None
+    inbound_kind: str
+    provider: str
+    provider_message_id: str
+    received_at: datetime
+    #: Call details, e-mail subject and threading, provider metadata: JSON-safe values only.
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewCustomer:
+    """Everything the first message of a new person creates, written all together or not at all."""
+
+    profile: CustomerProfile
+    identity: Identity
+    conversation: Conversation
+    head: HeadState
+
+
+@dataclass(frozen=True)
+class Continued:
+    """The head took the touch (or the message is older than the head and belongs to the same conversation)."""
+
+    conversation_id: str
+
+
+@dataclass(frozen=True)
+class NotContinued:
+    """The head's conversation is not open/pending, or the reopen window has passed; ``head`` as it was."""
+
+    head: HeadState | None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A new conversation, the head pointing at it and the timeline entry were written together."""
+
+
+@dataclass(frozen=True)
+class AlreadyRecorded:
+    """The timeline entry existed already (a redelivery): nothing was written; its conversation as stored."""
+
+    conversation_id: str | None
+
+
+@dataclass(frozen=True)
+class HeadChanged:
+    """Someone moved the head between our read and our write: decide again."""
+
+
+ContinueOutcome = Continued | NotContinued
+OpenOutcome = Opened | AlreadyRecorded | HeadChanged
+
+
+class IngestRepository(Protocol):
+    """Port: the profile table as ingest uses it (see docs/data-model.md, access patterns 1, 2, 5 and 6)."""
+
+    def find_customer(
+        self, lookup_kind: IdentityKind, lookup_value: str, *, consistent: bool = False
+    ) -> KnownIdentity | None:
+        """Who owns this identity; None when nobody does (yet)."""
+        ...
+
+    def create_customer(self, new: NewCustomer) -> bool:
+        """Create profile, identity, conversation and head at once; False when the identity was claimed already."""
+        ...
+
+    def add_identity(self, customer_id: str, identity: Identity) -> None:
+        """List another kind of an already claimed lookup key on its profile (WhatsApp after SMS). Idempotent."""
+        ...
+
+    def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
+        """Move the head forward if its conversation can take this entry."""
+        ...
+
+    def open_conversation(
+        self, conversation: Conversation, head: HeadState, seen: HeadState | None, record: TimelineRecord
+    ) -> OpenOutcome:
+        """Write the conversation, the new head (only if it is still ``seen``) and the entry (only if new)."""
+        ...
+
+    def record(self, record: TimelineRecord) -> AlreadyRecorded | None:
+        """Write the entry unless it exists (the dedup); None when written."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Port: fan domain events out (events queue and integration bus). All of them, or raise RetryableError."""
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        """Send every event; consumers deduplicate on ``DomainEvent.id``."""
+        ...
