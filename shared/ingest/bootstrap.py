@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from shared.clock import now
 from shared.errors import PermanentError, RetryableError
+from shared.ingest.rules import Unattributable
 from shared.ingest.service import Ingest, IngestResult
 from shared.models.inbound import ClaimCheck, InboundEnvelope, QueueMessage, StatusEnvelope
 from shared.observability import logger, metrics
@@ -95,8 +96,13 @@ def _parse(body: str | bytes) -> InboundEnvelope | StatusEnvelope | ClaimCheck:
         raise PermanentError("The queue body is not a valid envelope.") from error
 
 
-def process_record(body: str, ports: IngestPorts, message_id: str | None = None) -> IngestResult:
+def process_record(body: str, ports: IngestPorts, message_id: str | None = None) -> IngestResult | None:
     """Ingest one InboundQueue record; logs ids and kinds only, never content or addresses.
+
+    Returns
+    -------
+    IngestResult or None
+        None for genuine traffic that names no customer (``Unattributable``): acknowledged, never retried.
 
     Raises
     ------
@@ -111,6 +117,10 @@ def process_record(body: str, ports: IngestPorts, message_id: str | None = None)
             result = ports.ingest(envelope)
         except ValidationError as error:
             raise PermanentError("The envelope does not map to a timeline entry.") from error
+    except Unattributable as error:
+        logger.info("inbound record names no customer", extra={"sqs_message_id": message_id, "reason": error.message})
+        metrics.add_metric(name="InboundUnattributable", unit="Count", value=1)
+        return None
     except PermanentError as error:
         logger.error("inbound record cannot be ingested", extra={"sqs_message_id": message_id, "reason": error.message})
         metrics.add_metric(name="InboundPoisoned", unit="Count", value=1)

@@ -72,6 +72,9 @@ EVENT_TYPE: Final = MappingProxyType(
         InboundKind.CALL_ENDED: "call.ended",
     }
 )
+#: What a network-delivered caller id looks like; anything else ("anonymous", "Restricted") names nobody.
+_E164_SHAPE_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_PHONE_PUNCTUATION_RE: Final = re.compile(r"[\s().-]")
 _SUMMARY_LENGTH: Final = 200
 _SPACES_RE: Final = re.compile(r"\s+")
 
@@ -115,6 +118,10 @@ class MessageKeys:
         return f"{self.seed}:{event_type}"
 
 
+class Unattributable(PermanentError):
+    """Genuine traffic from nobody we can name (a withheld caller id): acknowledged and counted, never retried."""
+
+
 def sender_identity(envelope: InboundEnvelope, normaliser: IdentityNormaliser, region: str | None) -> Identity:
     """The identity of who sent (or, for an echo, who received) the envelope.
 
@@ -140,8 +147,15 @@ def sender_identity(envelope: InboundEnvelope, normaliser: IdentityNormaliser, r
     kind = IDENTITY_KIND_BY_CHANNEL.get(envelope.channel)
     if kind is None:
         raise PermanentError(f"Channel {envelope.channel!s} carries no customer identity.")
+    if kind == IdentityKind.PHONE and not _E164_SHAPE_RE.fullmatch(
+        _PHONE_PUNCTUATION_RE.sub("", envelope.sender.value)
+    ):
+        raise Unattributable(f"The {envelope.channel!s} sender has no number (caller ID withheld or restricted).")
+    # A sender's number was delivered by the network in international form: like a WhatsApp id it needs only a
+    # possible length, so a range newer than our copy of the numbering plan never bounces a real customer.
+    as_kind = IdentityKind.WHATSAPP if kind == IdentityKind.PHONE else kind
     try:
-        value = normaliser.normalise(kind, envelope.sender.value, region=region)
+        value = normaliser.normalise(as_kind, envelope.sender.value, region=region)
         return Identity(
             kind=kind,
             value=value,

@@ -128,8 +128,24 @@ def test_a_failure_holds_back_its_group_but_not_other_customers(aws: Aws) -> Non
 
 def test_poison_fails_alone_and_is_counted(aws: Aws) -> None:
     records = [record(0, envelope()), record(1, body="{not json"), record(2, body='{"type": "inbound"}'),
-               record(3, envelope(channel="voice", provider="twilio", sender="anonymous", kind="call"))]  # fmt: skip
+               record(3, envelope(channel="sms", provider="twilio", sender="+999123456789", kind="message"))]  # fmt: skip
     assert run(aws, records) == ["sqs-1", "sqs-2", "sqs-3"]
+    assert len(aws.items("TIMELINE")) == 1
+
+
+def test_a_call_with_its_caller_id_withheld_is_acknowledged_not_parked(aws: Aws) -> None:
+    # A real call that names nobody: retrying it five times and parking it in the DLQ would page someone for nothing
+    records = [record(0, envelope(channel="voice", provider="twilio", sender="anonymous", kind="call")),
+               record(1, envelope())]  # fmt: skip
+    assert run(aws, records) == []
+    assert len(aws.items("TIMELINE")) == 1
+
+
+def test_a_number_from_a_range_newer_than_our_numbering_plan_still_lands(aws: Aws) -> None:
+    # Given an SMS from a Colombian number in a range the bundled phonenumbers metadata does not know yet
+    message = envelope(channel="sms", provider="twilio", sender="+572001234567")
+    # Then the carrier's word is enough: it becomes a customer, not a DLQ entry
+    assert run(aws, [record(0, message)]) == []
     assert len(aws.items("TIMELINE")) == 1
 
 

@@ -50,7 +50,7 @@ def test_the_sender_identity_follows_the_channel(
     assert identity.verified is (kind not in (IdentityKind.EMAIL, IdentityKind.WEBCHAT))
 
 
-@pytest.mark.parametrize(("channel", "sender"), [("voice", "anonymous"), ("sms", "12"), ("email", "nadie")])
+@pytest.mark.parametrize(("channel", "sender"), [("voice", "anonymous"), ("sms", "+999123456789"), ("email", "nadie")])
 def test_a_sender_that_is_no_identity_is_a_permanent_error_without_the_address(channel: str, sender: str) -> None:
     provider = "ses" if channel == "email" else "twilio"
     with pytest.raises(PermanentError) as raised:
