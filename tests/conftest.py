@@ -55,6 +55,7 @@ TEST_CONFIG = {
     "HILO_SENDGRID_USER": "parse",
     "HILO_SENDGRID_PASSWORD": "sendgrid-parse-password-1",
     "HILO_DEFAULT_REGION": "MX",
+    "HILO_DEV_TOKEN": "dev-token-for-tests",
 }
 
 

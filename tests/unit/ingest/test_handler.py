@@ -127,8 +127,9 @@ def test_a_failure_holds_back_its_group_but_not_other_customers(aws: Aws) -> Non
 
 
 def test_poison_fails_alone_and_is_counted(aws: Aws) -> None:
+    no_such_country = envelope(channel="sms", provider="twilio", sender="+999123456789")
     records = [record(0, envelope()), record(1, body="{not json"), record(2, body='{"type": "inbound"}'),
-               record(3, envelope(channel="sms", provider="twilio", sender="+999123456789", kind="message"))]  # fmt: skip
+               record(3, no_such_country)]  # fmt: skip
     assert run(aws, records) == ["sqs-1", "sqs-2", "sqs-3"]
     assert len(aws.items("TIMELINE")) == 1
 
