@@ -1,4 +1,5 @@
-"""The `hilo` command: `hilo dev` runs the local twin of template.yaml; `hilo clock` moves its clock."""
+"""The `hilo` command: `hilo dev` runs the local twin of template.yaml; `hilo clock` moves its clock; `hilo demo`
+plays a customer's story against it."""
 
 from __future__ import annotations
 
@@ -90,6 +91,18 @@ def _clock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from hilo.demo import DemoError, Target, broken_tv, read_config
+
+    try:
+        target = Target(args.url.rstrip("/"), read_config(args.aws_url, args.stack_name))
+        broken_tv(target, sys.stdout)
+    except DemoError as error:
+        print(f"hilo demo: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hilo", description="Hilo developer tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     clock.add_argument("duration", nargs="?", type=parse_duration, help="e.g. 3d, 1d12h, 90m, 45s")
     clock.add_argument("--url", default="http://127.0.0.1:3000", help="the running `hilo dev` (default port 3000)")
     clock.set_defaults(run=_clock)
+
+    demo = commands.add_parser("demo", help="play a story against a running `hilo dev` and print the unified thread")
+    demo.add_argument("story", choices=["broken-tv"], help="broken-tv: a call, the IVR, then WhatsApp (story 1)")
+    demo.add_argument("--url", default="http://127.0.0.1:3000", help="the running `hilo dev` (default port 3000)")
+    demo.add_argument("--aws-url", default="http://127.0.0.1:4566", help="its embedded AWS (default port 4566)")
+    demo.add_argument("--stack-name", default="hilo", help="its --stack-name (default hilo)")
+    demo.set_defaults(run=_demo)
     return parser
 
 

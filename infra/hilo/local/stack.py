@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import boto3
 from botocore.config import Config
@@ -154,8 +154,10 @@ class LocalStack:
             _ensure_free(self.config.host, port, flag)
         self._start_moto()
         context = StackContext(self.config.stack_name, self.config.region, ACCOUNT_ID, self.client)
-        overlay = {key: self.config.environ[key] for key in CONFIG_KEYS if self.config.environ.get(key)}
-        overlay.setdefault("HILO_PUBLIC_URL", self.api_url)
+        # Unset provider secrets get well-known local values, so a fresh `hilo dev` accepts requests signed by
+        # `hilo demo` or a developer's curl; the ConfigSecret holds what is in force (`hilo demo` reads it there).
+        given = {key: self.config.environ[key] for key in CONFIG_KEYS if self.config.environ.get(key)}
+        overlay = {**LOCAL_SECRETS, "HILO_PUBLIC_URL": self.api_url, **given}
         self.provisioned = provision(template, context, parameters, secret_overlay=overlay)
         for logical_id, reason in self.provisioned.skipped.items():
             self.notices.append(f"{logical_id}: {reason}")
@@ -410,6 +412,9 @@ class LocalStack:
         self._threads.append(thread)
 
     # ------------------------------------------------------------ banner
+    def _dev_token(self) -> str:
+        return self.config.environ.get("HILO_DEV_TOKEN") or LOCAL_SECRETS["HILO_DEV_TOKEN"]
+
     def banner(self) -> str:
         """What ``hilo dev`` prints once everything is up."""
         assert self.provisioned is not None
@@ -419,6 +424,7 @@ class LocalStack:
             f"  HTTP API     {self.api_url}",
             f"  AWS (moto)   {self.aws_endpoint}    e.g. aws --endpoint-url {self.aws_endpoint} sqs list-queues",
             f"  Local clock  {self.clock.now().isoformat(timespec='seconds')}    move it: hilo clock advance 3d",
+            f"  Agent API    Authorization: Bearer {self._dev_token()}    try: hilo demo broken-tv",
             "",
             "  Routes:",
             *(
@@ -446,6 +452,24 @@ class LocalStack:
             lines += ["", "  Not emulated locally:", *(f"    {notice}" for notice in self.notices)]
         lines += ["", "Press Ctrl-C to stop."]
         return "\n".join(lines)
+
+
+#: The local twin's provider secrets when the environment sets none. Local only: AWS reads the real ones from the
+#: configuration secret, and the dev token is refused there whatever its value.
+LOCAL_SECRETS: Final = {
+    "HILO_TWILIO_AUTH_TOKEN": "local-twilio-auth-token",
+    "HILO_META_APP_SECRET": "local-meta-app-secret",
+    "HILO_META_VERIFY_TOKEN": "local-meta-verify-token",
+    "HILO_TELEGRAM_SECRET_TOKEN": "local-telegram-secret-token",
+    "HILO_SENDGRID_USER": "parse",
+    "HILO_SENDGRID_PASSWORD": "local-sendgrid-password",
+    "HILO_DEV_TOKEN": "local-dev-token",
+}
+
+
+def config_secret_name(stack_name: str) -> str:
+    """Where the twin keeps the configuration in force (the template's ConfigSecret)."""
+    return f"{stack_name}-ConfigSecret"
 
 
 def _ensure_free(host: str, port: int, flag: str) -> None:
