@@ -18,13 +18,12 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters import aws
+from shared.adapters.dynamodb import from_item, to_item
 from shared.clock import now
 from shared.errors import PermanentError, RetryableError
 from shared.models.inbound import InboundEnvelope
@@ -32,23 +31,12 @@ from shared.observability import logger
 from shared.providers.webchat import ChatMessage, ChatService, ChatSession, timestamp_key, with_seq
 from shared.webhooks import Normalized, webhook_ports
 
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
 _ATTEMPTS = 5
 _LAST_KEY = "MSG#999999999999"
 
 
 def _pk(session_id: str) -> str:
     return f"CHAT#{session_id}"
-
-
-def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _SERIALIZER.serialize(value) for name, value in values.items() if value is not None}
-
-
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    values = {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
-    return {name: int(value) if isinstance(value, Decimal) else value for name, value in values.items()}
 
 
 def _instant(text: str) -> datetime:
@@ -131,14 +119,14 @@ class ChatStore:
             "last_seq": session.last_seq,
             "expires_at": session.retain_until,
         }
-        self._call("put_item", Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)")
+        self._call("put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
 
     def get_session(self, session_id: str) -> ChatSession | None:
         """The session, read consistently; None if unknown (or removed by TTL)."""
-        item = self._call("get_item", Key=_to_item({"pk": _pk(session_id), "sk": "SESSION"}), ConsistentRead=True)
+        item = self._call("get_item", Key=to_item({"pk": _pk(session_id), "sk": "SESSION"}), ConsistentRead=True)
         if "Item" not in item:
             return None
-        values = _from_item(item["Item"])
+        values = from_item(item["Item"])
         return ChatSession(
             session_id=values["session_id"],
             created_at=_instant(values["created_at"]),
@@ -158,10 +146,10 @@ class ChatStore:
             return
         self._call(
             "update_item",
-            Key=_to_item({"pk": _pk(session_id), "sk": "SESSION"}),
+            Key=to_item({"pk": _pk(session_id), "sk": "SESSION"}),
             UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
             ExpressionAttributeNames={f"#{name}": name for name in values},
-            ExpressionAttributeValues=_to_item({f":{name}": value for name, value in values.items()}),
+            ExpressionAttributeValues=to_item({f":{name}": value for name, value in values.items()}),
             ConditionExpression="attribute_exists(pk)",
         )
 
@@ -193,20 +181,20 @@ class ChatStore:
                     TransactItems=[
                         {"Update": {
                             "TableName": self.table_name,
-                            "Key": _to_item({"pk": pk, "sk": "SESSION"}),
+                            "Key": to_item({"pk": pk, "sk": "SESSION"}),
                             "UpdateExpression": "SET last_seq = :next",
                             "ConditionExpression": "last_seq = :current",
-                            "ExpressionAttributeValues": _to_item({":next": placed.seq, ":current": current}),
+                            "ExpressionAttributeValues": to_item({":next": placed.seq, ":current": current}),
                         }},
                         {"Put": {
                             "TableName": self.table_name,
-                            "Item": _to_item({"pk": pk, "sk": guard, "type": "chat_guard", "seq": placed.seq,
+                            "Item": to_item({"pk": pk, "sk": guard, "type": "chat_guard", "seq": placed.seq,
                                               "expires_at": session.retain_until}),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }},
                         {"Put": {
                             "TableName": self.table_name,
-                            "Item": _to_item(self._message_item(placed, session.retain_until)),
+                            "Item": to_item(self._message_item(placed, session.retain_until)),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }},
                     ]
@@ -230,27 +218,27 @@ class ChatStore:
         raise RetryableError("The chat session is busy; try again.")
 
     def _guarded(self, pk: str, guard: str) -> ChatMessage | None:
-        found = self._call("get_item", Key=_to_item({"pk": pk, "sk": guard}), ConsistentRead=True)
+        found = self._call("get_item", Key=to_item({"pk": pk, "sk": guard}), ConsistentRead=True)
         if "Item" not in found:
             return None
-        seq = int(_from_item(found["Item"])["seq"])
-        item = self._call("get_item", Key=_to_item({"pk": pk, "sk": f"MSG#{seq:012d}"}), ConsistentRead=True)
+        seq = int(from_item(found["Item"])["seq"])
+        item = self._call("get_item", Key=to_item({"pk": pk, "sk": f"MSG#{seq:012d}"}), ConsistentRead=True)
         if "Item" not in item:  # the three items are written together; a guard alone is corruption
             raise RetryableError("The chat store is inconsistent; try again.")
-        return self._message(_from_item(item["Item"]))
+        return self._message(from_item(item["Item"]))
 
     def list_messages(self, session_id: str, after_seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
         """Messages after ``after_seq``, oldest first, read consistently (see ``ChatRepository``)."""
         found = self._call(
             "query",
             KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            ExpressionAttributeValues=_to_item(
+            ExpressionAttributeValues=to_item(
                 {":pk": _pk(session_id), ":low": f"MSG#{after_seq + 1:012d}", ":high": _LAST_KEY}
             ),
             ConsistentRead=True,
             Limit=limit + 1,
         )
-        messages = [self._message(_from_item(item)) for item in found.get("Items", [])]
+        messages = [self._message(from_item(item)) for item in found.get("Items", [])]
         return messages[:limit], len(messages) > limit
 
     @staticmethod
