@@ -27,7 +27,7 @@ from hilo.local.stack import ACCOUNT_ID, LocalStack, StackConfig, free_port
 from tests.benchmarks.samples import SECRETS, sample_request
 
 ROOT = Path(__file__).resolve().parents[2]
-COLD_RUNS = 7
+COLD_RUNS = 15
 WARM_CALLS = 200
 
 _PROBE = r"""
