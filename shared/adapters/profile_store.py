@@ -27,10 +27,12 @@ from shared.ingest.ports import (
     AlreadyRecorded,
     Continued,
     ContinueOutcome,
+    Evidence,
     HeadChanged,
     HeadState,
     HeadTouch,
     KnownIdentity,
+    MergeSuggestion,
     NewCustomer,
     NotContinued,
     Opened,
@@ -159,6 +161,40 @@ def _pointer_item(customer_id: str, identity: Identity, created_at: datetime) ->
         "kinds": {str(identity.kind)},
         "created_at": created_at,
     }
+
+
+def _suggestion_item(suggestion: MergeSuggestion) -> dict[str, Any]:
+    evidence = suggestion.evidence
+    return {
+        "pk": customer_pk(suggestion.customer_id),
+        "sk": f"SUGGEST#{suggestion.other_customer_id}",
+        "type": "MERGE_SUGGESTION",
+        "customer_id": suggestion.customer_id,
+        "other_customer_id": suggestion.other_customer_id,
+        "identity_kinds": {str(kind) for kind in suggestion.identity_kinds},
+        "verified": suggestion.verified,
+        "provider": evidence.provider,
+        "provider_message_id": evidence.provider_message_id,
+        "channel": str(evidence.channel),
+        "at": evidence.at,
+        "source": evidence.source,
+    }
+
+
+def _suggestion(values: Mapping[str, Any]) -> MergeSuggestion:
+    return MergeSuggestion(
+        customer_id=values["customer_id"],
+        other_customer_id=values["other_customer_id"],
+        identity_kinds=frozenset(IdentityKind(kind) for kind in values["identity_kinds"]),
+        verified=values["verified"],
+        evidence=Evidence(
+            provider=values["provider"],
+            provider_message_id=values["provider_message_id"],
+            channel=Channel(values["channel"]),
+            at=_instant(values["at"]),
+            source=values["source"],
+        ),
+    )
 
 
 def _conversation_item(conversation: Conversation) -> dict[str, Any]:
@@ -336,7 +372,7 @@ class ProfileStore:
             TableName=self.table_name,
             Key=pointer_key(lookup_kind, lookup_value),
             ConsistentRead=consistent,
-            ProjectionExpression="customer_id, kinds",
+            ProjectionExpression="customer_id, kinds, linked_by",
         )
         if "Item" not in found:
             return None
@@ -344,6 +380,7 @@ class ProfileStore:
         return KnownIdentity(
             customer_id=values["customer_id"],
             kinds=frozenset(IdentityKind(kind) for kind in values.get("kinds", ())),
+            linked_by=values.get("linked_by"),
         )
 
     def create_customer(self, new: NewCustomer) -> bool:
@@ -393,6 +430,56 @@ class ProfileStore:
             ConditionExpression="customer_id = :customer",
             ExpressionAttributeValues={":kind": {"SS": [str(identity.kind)]}, ":customer": {"S": customer_id}},
         )
+
+    def link_identity(self, customer_id: str, identity: Identity, linked_by: str) -> bool:
+        """Claim an unclaimed identity for an existing customer: pointer and ``IDENT#`` entry in one transaction.
+
+        The pointer's ``attribute_not_exists(pk)`` decides races: of two messages claiming one identifier, one
+        transaction commits and the other is cancelled (False). ``linked_by`` (``<provider>:<message id>``) is kept
+        on both items as evidence, and on the pointer so a redelivery knows this message made the link.
+        """
+        pointer = {**_pointer_item(customer_id, identity, identity.first_seen), "linked_by": linked_by}
+        entry = {**_identity_item(customer_id, identity), "linked_by": linked_by}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": to_item(pointer),
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Put": {"TableName": self.table_name, "Item": to_item(entry)}},
+                ]
+            )  # fmt: skip
+        except ClientError as error:
+            if _code(error) == _CANCELLED and _reasons(error)[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise _translated(error) from error
+        except BotoCoreError as error:
+            raise RetryableError("The profile table is unavailable; try again.") from error
+        return True
+
+    def suggest_merge(self, suggestion: MergeSuggestion) -> bool:
+        """Put ``SUGGEST#<other customer id>`` under the customer, unless an earlier message's suggestion is there.
+
+        The same message again (a redelivery, concurrent or not) rewrites the same item and answers True, so its
+        event is re-published under the same id; another message's evidence is kept as the first (False).
+        """
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=to_item(_suggestion_item(suggestion)),
+                ConditionExpression="attribute_not_exists(pk) OR (#provider = :provider AND #pmid = :pmid)",
+                ExpressionAttributeNames={"#provider": "provider", "#pmid": "provider_message_id"},
+                ExpressionAttributeValues={
+                    ":provider": {"S": suggestion.evidence.provider},
+                    ":pmid": {"S": suggestion.evidence.provider_message_id},
+                },
+            )
+        except ClientError as error:
+            if _code(error) == _CONDITION_FAILED:
+                return False
+            raise _translated(error) from error
+        except BotoCoreError as error:
+            raise RetryableError("The profile table is unavailable; try again.") from error
+        return True
 
     def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
         """Pattern 6: continue the head's conversation if it is active and within the window."""
@@ -594,6 +681,14 @@ class ProfileStore:
         fields = {name: value for name, value in fields.items() if value is not None}
         fields["identities"] = [{k: v for k, v in identity.items() if v is not None} for identity in identities]
         return CustomerCard(profile=CustomerProfile.model_validate(fields), head=head)
+
+    def merge_suggestions(self, customer_id: str) -> tuple[MergeSuggestion, ...]:
+        """The profiles this customer's given identifiers point to (``SUGGEST#…`` items), by other customer id."""
+        items = self._query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :suggest)",
+            ExpressionAttributeValues=to_item({":pk": customer_pk(customer_id), ":suggest": "SUGGEST#"}),
+        )
+        return tuple(_suggestion(values) for values in items)
 
     def get_profile(self, customer_id: str) -> CustomerProfile | None:
         """The profile with its identities (pattern 3); None for an unknown customer."""

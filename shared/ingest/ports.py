@@ -29,6 +29,10 @@ class KnownIdentity:
 
     customer_id: str
     kinds: frozenset[IdentityKind]
+    #: ``<provider>:<provider message id>`` of the message that linked this identity to an existing customer
+    #: (``IngestRepository.link_identity``); None for a pointer made with its customer. A redelivery of that
+    #: message learns from it, without another read, that it must re-publish ``customer.identity_linked``.
+    linked_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,37 @@ class HeadChanged:
     """Someone moved the head between our read and our write: decide again."""
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Where a given identifier came from: which message, on which channel, when, and by which route."""
+
+    provider: str
+    provider_message_id: str
+    channel: Channel
+    at: datetime
+    #: The route inside the message (``ivr_digits``, ``telegram_contact``, ``webchat_email``...).
+    source: str
+
+    @property
+    def seed(self) -> str:
+        """``<provider>:<provider message id>``, the seed of every id this message gives rise to."""
+        return f"{self.provider}:{self.provider_message_id}"
+
+
+@dataclass(frozen=True)
+class MergeSuggestion:
+    """Two profiles that one person's identifiers point to: ``customer_id`` was given an identifier of
+    ``other_customer_id``. Recorded, not acted on (merging is a later step)."""
+
+    customer_id: str
+    other_customer_id: str
+    identity_kinds: frozenset[IdentityKind]
+    #: True when at least one of the identifiers was vouched for by the provider (a Telegram contact share).
+    verified: bool
+    #: The message that gave the identifier(s); the same on every redelivery, so the item is rewritten as it was.
+    evidence: Evidence
+
+
 ContinueOutcome = Continued | NotContinued
 OpenOutcome = Opened | AlreadyRecorded | HeadChanged
 
@@ -134,6 +169,14 @@ class IngestRepository(Protocol):
 
     def add_identity(self, customer_id: str, identity: Identity) -> None:
         """List another kind of an already claimed lookup key on its profile (WhatsApp after SMS). Idempotent."""
+        ...
+
+    def link_identity(self, customer_id: str, identity: Identity, linked_by: str) -> bool:
+        """Claim an unclaimed identity for an existing customer (pointer and entry at once); False if claimed."""
+        ...
+
+    def suggest_merge(self, suggestion: MergeSuggestion) -> bool:
+        """Record the suggestion unless an earlier message did; True when this message's evidence is the one kept."""
         ...
 
     def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:

@@ -27,6 +27,7 @@ from shared.ingest.ports import (
     HeadState,
     HeadTouch,
     KnownIdentity,
+    MergeSuggestion,
     NewCustomer,
     NotContinued,
     Opened,
@@ -215,12 +216,17 @@ class FakeRepository:
         self.conversations: dict[str, Conversation] = {}
         self.heads: dict[str, HeadState] = {}
         self.timeline: dict[str, dict[str, TimelineRecord]] = {}
+        self.suggestions: dict[tuple[str, str], MergeSuggestion] = {}
         self.stale_reads = 0  # how many eventually consistent pointer reads still miss a fresh pointer
+        self.stale_lookups: set[str] = set()  # lookup values whose next eventually consistent read misses
 
     def find_customer(self, lookup_kind: IdentityKind, lookup_value: str, *, consistent: bool = False) -> Any:
         with self.lock:
             if not consistent and self.stale_reads > 0:
                 self.stale_reads -= 1
+                return None
+            if not consistent and lookup_value in self.stale_lookups:
+                self.stale_lookups.discard(lookup_value)
                 return None
             return self.pointers.get((str(lookup_kind), lookup_value))
 
@@ -243,6 +249,24 @@ class FakeRepository:
             key = (str(identity.lookup_kind), identity.lookup_value)
             known = self.pointers[key]
             self.pointers[key] = replace(known, kinds=known.kinds | {identity.kind})
+
+    def link_identity(self, customer_id: str, identity: Identity, linked_by: str) -> bool:
+        key = (str(identity.lookup_kind), identity.lookup_value)
+        with self.lock:
+            if key in self.pointers:
+                return False
+            self.pointers[key] = KnownIdentity(customer_id, frozenset({identity.kind}), linked_by=linked_by)
+            self.identities[customer_id][(str(identity.kind), identity.lookup_value)] = identity
+            return True
+
+    def suggest_merge(self, suggestion: MergeSuggestion) -> bool:
+        key = (suggestion.customer_id, suggestion.other_customer_id)
+        with self.lock:
+            kept = self.suggestions.get(key)
+            if kept is not None and kept.evidence.seed != suggestion.evidence.seed:
+                return False
+            self.suggestions[key] = suggestion
+            return True
 
     def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
         with self.lock:
