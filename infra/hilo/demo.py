@@ -98,10 +98,14 @@ def _local_now(target: Target) -> int:
     return int(datetime.fromisoformat(json.loads(body)["now"]).timestamp())
 
 
-def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: str = "1020304050",
+def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: str | None = None,
               timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
-    """Play the story, print the unified thread, and return what the agent API answered."""
+    """Play the story, print the unified thread, and return what the agent API answered.
+
+    A fresh phone and cédula each run (unless given), so every run is a new customer of its own.
+    """
     phone = phone or f"+57300{secrets.randbelow(10**7):07d}"
+    cedula = cedula or f"10{secrets.randbelow(10**8):08d}"
     wa_id = phone.lstrip("+")
     call_sid = "CA" + secrets.token_hex(16)
     now = _local_now(target)
@@ -144,10 +148,14 @@ def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: 
     say("  thread, oldest first:")
     for entry in reversed(timeline["entries"]):
         say(f"    {entry['occurred_at'][:19]}  {entry['channel']:<9} {entry.get('summary') or entry['kind']}")
-    status, by_id = _agent_get(target, f"/v1/customers?national_id={cedula}")
     say("")
+    region = target.secrets.get("HILO_DEFAULT_REGION") or "CO"
+    if region != "CO":
+        say(f"(The store's cédula lookup needs HILO_DEFAULT_REGION=CO; this stack reads IVR digits as {region} IDs.)")
+        return {"card": card, "timeline": timeline, "by_national_id": None}
+    status, by_id = _agent_get(target, f"/v1/customers?national_id={cedula}")
     if status == 200 and by_id["customer"]["id"] == customer["id"]:
         say(f"At the store, the clerk types the cédula {cedula} and finds the same customer and case.")
     else:
-        say(f"At the store, the cédula {cedula} does not find them yet ({status}): linking IVR digits comes next.")
+        say(f"At the store, the cédula {cedula} does not find them ({status}).")
     return {"card": card, "timeline": timeline, "by_national_id": (status, by_id)}
