@@ -149,11 +149,9 @@ def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: 
     for entry in reversed(timeline["entries"]):
         say(f"    {entry['occurred_at'][:19]}  {entry['channel']:<9} {entry.get('summary') or entry['kind']}")
     say("")
-    region = target.secrets.get("HILO_DEFAULT_REGION") or "CO"
-    if region != "CO":
-        say(f"(The store's cédula lookup needs HILO_DEFAULT_REGION=CO; this stack reads IVR digits as {region} IDs.)")
-        return {"card": card, "timeline": timeline, "by_national_id": None}
-    status, by_id = _agent_get(target, f"/v1/customers?national_id={cedula}")
+    # The IVR read the digits as a document of the caller's country (+57: a Colombian cédula); a Colombian store's
+    # console names the document, so the lookup works whatever the stack's HILO_DEFAULT_REGION is.
+    status, by_id = _agent_get(target, f"/v1/customers?national_id={cedula}&country=CO&document_type=CC")
     if status == 200 and by_id["customer"]["id"] == customer["id"]:
         say(f"At the store, the clerk types the cédula {cedula} and finds the same customer and case.")
     else:

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from shared.identity.email import normalise_email
-from shared.identity.phone import normalise_phone
+from shared.identity.phone import normalise_phone, phone_region
 from shared.models.identity import IdentityKind, check_identity_value
 
 if TYPE_CHECKING:
@@ -93,6 +93,10 @@ class Normaliser:
         else:
             value = raw.strip()
         return check_identity_value(kind, value)
+
+    def region_of(self, phone: str) -> str | None:
+        """The country of an E.164 number (``+57…`` → ``CO``), or None; see ``phone_region``."""
+        return phone_region(phone)
 
     def national_id(
         self, raw: str, *, country: str | None = None, document_type: str | None = None, region: str | None = None

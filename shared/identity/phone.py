@@ -139,3 +139,16 @@ def normalise_phone(raw: str, region: str | None, *, international: bool = False
             return _checked("+" + digits, None, trust_range=False)
         except ValueError:
             raise national_error from None
+
+
+def phone_region(e164: str) -> str | None:
+    """The country (ISO 3166-1 alpha-2) an E.164 number belongs to, or None when it is not one country's.
+
+    An IVR reads the digits a caller types as a document of the country they call from: a ``+57`` caller's
+    ``1020304050`` is a Colombian cédula whatever ``HILO_DEFAULT_REGION`` says.
+    """
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except NumberParseException:
+        return None
+    return region if region and _REGION_RE.fullmatch(region) and region != "ZZ" else None

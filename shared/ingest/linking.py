@@ -43,6 +43,10 @@ class LinkingNormaliser(IdentityNormaliser, Protocol):
         """Validate a national ID guessed from its shape (plain digits read as a document of ``region``)."""
         ...
 
+    def region_of(self, phone: str) -> str | None:
+        """The country of an E.164 number, or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class Given:
@@ -53,6 +57,8 @@ class Given:
     raw: str
     #: The provider vouches that it belongs to the sender (Telegram's "share my phone number" button).
     verified: bool
+    #: Read it as a document of the country the sender calls from, rather than of the default region.
+    callers_country: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ Source = Callable[[InboundEnvelope], Iterable[Given]]
 def ivr_digits(envelope: InboundEnvelope) -> Iterator[Given]:
     """The ID number a caller typed in the IVR (Twilio ``<Gather>``): a national ID, typed, so not verified."""
     if envelope.channel == Channel.VOICE and envelope.call is not None and envelope.call.digits:
-        yield Given("ivr_digits", IdentityKind.NATIONAL_ID, envelope.call.digits, verified=False)
+        yield Given("ivr_digits", IdentityKind.NATIONAL_ID, envelope.call.digits, verified=False, callers_country=True)
 
 
 def telegram_own_contact(envelope: InboundEnvelope) -> Iterator[Given]:
@@ -143,6 +149,9 @@ def _identity(
 ) -> Identity | None:
     try:
         if given.kind == IdentityKind.NATIONAL_ID:
+            if given.callers_country:
+                # A +57 caller typing digits gives a Colombian cédula, whatever the company's default region.
+                region = normaliser.region_of(envelope.sender.value) or region
             document = normaliser.national_id(given.raw, region=region)
             scope = {"country": document.country, "document_type": document.document_type}
             value = document.value

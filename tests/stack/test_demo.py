@@ -26,10 +26,11 @@ def test_the_broken_tv_story_ends_in_one_thread(hilo_stack: LocalStack) -> None:
     assert len({entry["conversation_id"] for entry in entries}) == 1
     assert result["card"]["current_conversation"]["channels"] == ["voice", "whatsapp"]
     assert "Así llegó el televisor" in printed
-    # The test stack reads national numbers as Mexican (HILO_DEFAULT_REGION=MX), so the demo says why it skips the
-    # cédula lookup; linking IVR digits to the profile is covered in tests/unit/ingest/test_linking_store.py
-    assert result["by_national_id"] is None
-    assert "needs HILO_DEFAULT_REGION=CO" in printed
+    # The test stack's default region is MX, but the caller dials from +57: the IVR digits are a Colombian cédula,
+    # and the clerk who types it finds the same customer
+    status, by_id = result["by_national_id"]
+    assert (status, by_id["customer"]["id"]) == (200, result["card"]["customer"]["id"])
+    assert "finds the same customer and case" in printed
 
 
 def test_the_demo_says_clearly_when_no_stack_is_running() -> None:

@@ -66,6 +66,15 @@ def test_ivr_digits_are_a_cedula_typed_by_the_caller() -> None:
     assert (given.evidence.provider, given.evidence.source, given.evidence.at) == ("twilio", "ivr_digits", T0)
 
 
+def test_ivr_digits_are_read_as_a_document_of_the_country_the_caller_calls_from() -> None:
+    # A company whose default region is Mexico takes a call from Colombia: the digits are a Colombian cédula
+    (given,) = given_identities(ivr("+573001234567", digits="1020304050"), Normaliser("MX"), "MX")
+    assert given.identity.lookup_value == "CO:CC:1020304050"
+    # and a caller whose number names no single country falls back to the default region
+    (fallback,) = given_identities(ivr("+80012345678", digits="1020304050"), Normaliser("CO"), "CO")
+    assert fallback.identity.lookup_value == "CO:CC:1020304050"
+
+
 def test_a_telegram_share_of_the_senders_own_contact_is_a_verified_phone() -> None:
     (given,) = given_identities(telegram_contact("+57 300 123 4567"), Normaliser("CO"), "CO")
     assert (given.identity.kind, given.identity.value) == (IdentityKind.PHONE, "+573001234567")
