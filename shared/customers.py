@@ -9,15 +9,17 @@ WhatsApp sent ``573001234567``), and the JSON the agent console reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final, Protocol
 
+from pydantic import ValidationError
+
 from shared.errors import InvalidInput, NotFound, Unprocessable
-from shared.identity.keys import phone_match_key
 from shared.identity.normaliser import Normaliser
 from shared.ingest.rules import IDENTITY_KIND_BY_CHANNEL
-from shared.models.common import Channel
+from shared.models.common import Channel, utc_now
 from shared.models.conversation import Conversation
-from shared.models.identity import IdentityKind
+from shared.models.identity import Identity, IdentityKind
 
 #: The query parameters that name a customer, exactly one per request.
 FINDERS: Final = ("phone", "email", "national_id", "identity")
@@ -40,48 +42,86 @@ class CustomerReader(Protocol):
     def conversation(self, conversation_id: str) -> Conversation | None: ...
 
 
-def lookup_key(query: Mapping[str, str], normaliser: Normaliser) -> tuple[IdentityKind, str]:
-    """The identity pointer key named by the request's query.
+def given_identity(
+    given: Mapping[str, str],
+    normaliser: Normaliser,
+    *,
+    first_seen: datetime | None = None,
+    source_channel: Channel | None = None,
+) -> Identity:
+    """The identity named by one of ``FINDERS``: the one parser for finding a customer and for linking to one.
 
     Parameters
     ----------
-    query : Mapping
-        The query string: exactly one of ``phone``, ``email``, ``national_id`` (with optional ``country`` and
-        ``document_type``; else guessed, plain digits read in ``HILO_DEFAULT_REGION``) or ``identity``
-        (``<channel or kind>:<id>``, e.g. ``telegram:912345678``, ``crm_id:C-1001``).
+    given : Mapping
+        A query string or a request body: exactly one of ``phone``, ``email``, ``national_id`` (with optional
+        ``country`` and ``document_type``; else guessed, plain digits read in ``HILO_DEFAULT_REGION``) or
+        ``identity`` (``<channel or kind>:<id>``, e.g. ``telegram:912345678``, ``whatsapp:573001234567``,
+        ``crm_id:C-1001``).
     normaliser : Normaliser
         The identity normaliser (its default region reads national-format phones and plain ID digits).
+    first_seen : datetime, optional
+        When the identity was given; now when omitted (a lookup does not store it).
+    source_channel : Channel, optional
+        Where the customer gave it, when that is known.
 
     Returns
     -------
-    tuple of (IdentityKind, str)
-        The lookup kind and value, as ``Identity.lookup_kind`` / ``lookup_value`` compute them.
+    Identity
+        Normalised, not verified; ``lookup_kind`` / ``lookup_value`` are the key of its pointer.
 
     Raises
     ------
     InvalidInput
         None or several identifiers given (400).
     Unprocessable
-        The identifier is not a valid one of its kind (422), saying why.
+        The identifier is not a valid one of its kind (422), naming the field and why, never the value.
     """
-    given = [name for name in FINDERS if query.get(name)]
-    if len(given) != 1:
-        raise InvalidInput(f"Give exactly one of {', '.join(FINDERS)} to find a customer.")
-    name = given[0]
-    raw = query[name]
+    named = [name for name in FINDERS if given.get(name)]
+    if len(named) != 1:
+        raise InvalidInput(f"Give exactly one of {', '.join(FINDERS)}.", details=[{"field": name} for name in FINDERS])
+    name = named[0]
+    raw = given[name]
+    country: str | None = None
+    document_type: str | None = None
     try:
         if name == "phone":
-            return IdentityKind.PHONE, phone_match_key(normaliser.normalise(IdentityKind.PHONE, raw))
-        if name == "email":
-            return IdentityKind.EMAIL, normaliser.normalise(IdentityKind.EMAIL, raw)
-        if name == "national_id":
+            kind, value = IdentityKind.PHONE, normaliser.normalise(IdentityKind.PHONE, raw)
+        elif name == "email":
+            kind, value = IdentityKind.EMAIL, normaliser.normalise(IdentityKind.EMAIL, raw)
+        elif name == "national_id":
             document = normaliser.national_id(
-                raw, country=query.get("country") or None, document_type=query.get("document_type") or None
+                raw, country=given.get("country") or None, document_type=given.get("document_type") or None
             )
-            return IdentityKind.NATIONAL_ID, document.lookup_value
-        return _scoped(raw, normaliser)
-    except ValueError as error:
+            kind, value = IdentityKind.NATIONAL_ID, document.value
+            country, document_type = document.country, document.document_type
+        else:
+            kind, value = _scoped(raw, normaliser)
+        return Identity(
+            kind=kind,
+            value=value,
+            country=country,
+            document_type=document_type,
+            source_channel=source_channel,
+            first_seen=first_seen or utc_now(),
+        )
+    except ValidationError as error:  # its text holds the input: say what is wrong, not what was sent
+        problems = "; ".join(item["msg"] for item in error.errors(include_url=False, include_input=False))
+        raise Unprocessable(f"Invalid {name}: {problems}", details=[{"field": name}]) from error
+    except ValueError as error:  # the normaliser's messages name the problem, never the value
         raise Unprocessable(f"Invalid {name}: {error}", details=[{"field": name}]) from error
+
+
+def lookup_key(query: Mapping[str, str], normaliser: Normaliser) -> tuple[IdentityKind, str]:
+    """The identity pointer key named by the request's query (see ``given_identity``).
+
+    Returns
+    -------
+    tuple of (IdentityKind, str)
+        ``Identity.lookup_kind`` and ``lookup_value`` of the identity named: a WhatsApp id and a phone share one.
+    """
+    identity = given_identity(query, normaliser)
+    return identity.lookup_kind, identity.lookup_value
 
 
 def _scoped(raw: str, normaliser: Normaliser) -> tuple[IdentityKind, str]:
@@ -96,10 +136,7 @@ def _scoped(raw: str, normaliser: Normaliser) -> tuple[IdentityKind, str]:
         kind = IdentityKind(prefix)
     if kind == IdentityKind.NATIONAL_ID:
         raise ValueError("use national_id= (with country= and document_type= when needed)")
-    normalised = normaliser.normalise(kind, value)
-    if kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP):
-        return IdentityKind.PHONE, phone_match_key(normalised)
-    return kind, normalised
+    return kind, normaliser.normalise(kind, value)
 
 
 def page_limit(raw: str | None) -> int:
@@ -136,6 +173,11 @@ def card_json(card: Any) -> dict[str, Any]:
     return {"customer": card.profile.model_dump(mode="json"), "current_conversation": current}
 
 
+#: Attributes stored beside a timeline entry that an agent reads: a call's details, an e-mail's subject and raw
+#: message, a visit's store, a note's full text.
+_SHOWN_EXTRAS: Final = ("call", "subject", "raw_ref", "store", "text")
+
+
 def entry_json(stored: Any) -> dict[str, Any]:
     """One timeline line: the entry, its message (content, sender, status history) when it is one."""
     body: dict[str, Any] = stored.entry.model_dump(mode="json")
@@ -143,7 +185,7 @@ def entry_json(stored: Any) -> dict[str, Any]:
         body["message"] = stored.message.model_dump(mode="json")
     if stored.inbound_kind is not None:
         body["inbound_kind"] = stored.inbound_kind
-    for name in ("call", "subject", "raw_ref"):
+    for name in _SHOWN_EXTRAS:
         if stored.extras.get(name) is not None:
             body[name] = stored.extras[name]
     return body

@@ -1,42 +1,95 @@
-"""The agent API's customer reads (HTTP API, behind the AgentJwt authorizer): find a customer by any identifier,
-their card, timeline and conversations; a conversation by id. Writes (visits, notes, links, merges) answer 501
-until they land."""
+"""The agent API (HTTP API, behind the AgentJwt authorizer): find a customer by any identifier, their card, timeline
+and conversations, a conversation by id; record an in-store visit or a note, link an identifier (201 created, 200
+when an earlier request with the same idempotency key did it); merge two profiles, undo a merge, keep two apart
+(202: recorded here, carried out by the merge function)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from pydantic import BaseModel, ValidationError
 
 from shared.adapters.config_secret import SettingsLoader
+from shared.adapters.event_publisher import EventPublisher
 from shared.adapters.profile_store import ProfileStore
+from shared.agent_writes import (
+    IDEMPOTENCY_HEADER,
+    AgentRequest,
+    AgentWrites,
+    IdentityBody,
+    NoteBody,
+    VisitBody,
+    Written,
+)
 from shared.auth import authenticate
+from shared.clock import now
 from shared.customers import CustomerQueries
-from shared.errors import NotImplementedYet
-from shared.http import api_handler, create_app
+from shared.errors import NotFound, Unprocessable
+from shared.http import api_handler, create_app, parse_json_body, validation_details
 from shared.identity.normaliser import Normaliser
+from shared.merge_wiring import merges_from_environment
+from shared.merging import MergeBody, MergeEvidence, Merges, NeverMergeBody, UnmergeBody, record_view
+from shared.models.timeline import Actor, ActorKind
 
 app = create_app()
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Ports:
     settings: SettingsLoader
     queries: CustomerQueries
+    writes: AgentWrites
+    merges: Merges
 
 
 @functools.cache
 def ports() -> Ports:
     settings = SettingsLoader(os.environ)
-    normaliser = Normaliser(settings.get().default_region)
-    return Ports(settings, CustomerQueries(ProfileStore(os.environ["PROFILE_TABLE_NAME"]), normaliser))
+    config = settings.get()
+    normaliser = Normaliser(config.default_region)
+    store = ProfileStore(os.environ["PROFILE_TABLE_NAME"])
+    publisher = EventPublisher(os.environ["EVENTS_QUEUE_URL"], os.environ["EVENT_BUS_NAME"])
+    writes = AgentWrites(store, publisher, normaliser, now, reopen_window=timedelta(hours=config.reopen_window_hours))
+    merges = merges_from_environment(os.environ, config)
+    return Ports(settings, CustomerQueries(store, normaliser), writes, merges)
 
 
 def queries() -> CustomerQueries:
     """The read use cases, once the caller is known to be an agent (or a core system) with a verified token."""
     authenticate(app.current_event.raw_event, ports().settings.get())
     return ports().queries
+
+
+def agent() -> AgentRequest:
+    """Who writes (the verified token's subject), under which idempotency key, in which request."""
+    event = app.current_event
+    principal = authenticate(event.raw_event, ports().settings.get())
+    request_id = event.request_context.request_id or str(uuid.uuid4())
+    return AgentRequest(principal.subject, request_id, (event.headers or {}).get(IDEMPOTENCY_HEADER))
+
+
+def body(model: type[BodyT]) -> BodyT:
+    """The JSON body: malformed JSON is a 400, a body that breaks the model's rules a 422 naming the fields."""
+    try:
+        return parse_json_body(app.current_event, model, max_bytes=64 * 1024)
+    except ValidationError as error:
+        raise Unprocessable("The request body is not valid.", details=validation_details(error)) from error
+
+
+def answer(written: Written) -> Response[str]:
+    return Response(
+        status_code=201 if written.created else 200,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(written.body, separators=(",", ":"), ensure_ascii=False),
+    )
 
 
 def query() -> dict[str, str]:
@@ -68,10 +121,67 @@ def conversation(conversation_id: str) -> dict[str, Any]:
     return queries().conversation(conversation_id)
 
 
+@app.post("/v1/customers/<customer_id>/visits")
+def record_visit(customer_id: str) -> Response[str]:
+    who = agent()
+    return answer(ports().writes.record_visit(customer_id, body(VisitBody), who))
+
+
+@app.post("/v1/customers/<customer_id>/notes")
+def add_note(customer_id: str) -> Response[str]:
+    who = agent()
+    return answer(ports().writes.add_note(customer_id, body(NoteBody), who))
+
+
+@app.post("/v1/customers/<customer_id>/identities")
+def link_identity(customer_id: str) -> Response[str]:
+    who = agent()
+    return answer(ports().writes.link_identity(customer_id, body(IdentityBody), who))
+
+
+def accepted(payload: dict[str, Any]) -> Response[str]:
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))  # fmt: skip
+
+
+@app.post("/v1/customers/<customer_id>/merge")
+def merge(customer_id: str) -> Response[str]:
+    actor = Actor(kind=ActorKind.AGENT, id=agent().agent_id)
+    request = body(MergeBody)
+    evidence = MergeEvidence(source="agent", actor=actor, reason=request.reason, at=now())
+    return accepted(record_view(ports().merges.request(customer_id, request.other_customer_id, evidence)))
+
+
+@app.post("/v1/customers/<customer_id>/unmerge")
+def unmerge(customer_id: str) -> Response[str]:
+    actor = Actor(kind=ActorKind.AGENT, id=agent().agent_id)
+    request = body(UnmergeBody)
+    record = ports().merges.unmerge(
+        customer_id, request.merge_id, actor, reason=request.reason, never_merge=request.never_merge
+    )
+    return accepted(record_view(record))
+
+
+@app.post("/v1/customers/<customer_id>/never-merge")
+def never_merge(customer_id: str) -> dict[str, Any]:
+    actor = Actor(kind=ActorKind.AGENT, id=agent().agent_id)
+    request = body(NeverMergeBody)
+    ports().merges.never_merge(customer_id, request.other_customer_id, actor, request.reason)
+    return merge_history(customer_id)
+
+
+@app.get("/v1/customers/<customer_id>/merges")
+def merge_history(customer_id: str) -> dict[str, Any]:
+    agent()
+    records, apart = ports().merges.history(customer_id)
+    return {"merges": [record_view(record) for record in records], "never_merge_with": list(apart)}
+
+
+# Registered last: the resolver tries dynamic routes in the order they were declared.
 @app.post("/v1/customers/<customer_id>/<action>")
-def not_built_yet(customer_id: str, action: str) -> None:
-    queries()
-    raise NotImplementedYet(f"POST /v1/customers/{{id}}/{action[:32]} is part of Hilo's API but is not built yet.")
+def other_action(customer_id: str, action: str) -> None:
+    agent()
+    raise NotFound(f"No route for POST /v1/customers/{{id}}/{action[:32]}.")
 
 
 lambda_handler = api_handler(app)

@@ -38,6 +38,7 @@ from shared.ingest.ports import (
     NotContinued,
     Opened,
     OpenOutcome,
+    RequestClaim,
     TimelineRecord,
 )
 from shared.models.common import Channel, sortable_timestamp
@@ -184,9 +185,13 @@ def _head_item(customer_id: str, head: HeadState) -> dict[str, Any]:
 
 
 def _head(values: Mapping[str, Any]) -> HeadState:
+    # A merged profile's head carries status "merged" (so ingest's update fails) and keeps the real one aside.
+    merged_into = values.get("merged_into")
+    status = values.get("status_before_merge", values["conversation_status"]) if merged_into else None
     return HeadState(
         conversation_id=values["conversation_id"],
-        status=ConversationStatus(values["conversation_status"]),
+        status=ConversationStatus(status or values["conversation_status"]),
+        merged_into=merged_into,
         opened_at=_instant(values["opened_at"]),
         last_message_at=_instant(values["last_message_at"]),
         last_channel=Channel(values["last_channel"]),
@@ -224,6 +229,29 @@ def _timeline_item(record: TimelineRecord) -> dict[str, Any]:
             }
         )
     return values
+
+
+def _claim_item(customer_id: str, claim: RequestClaim) -> dict[str, Any]:
+    return {
+        "pk": customer_pk(customer_id),
+        "sk": f"REQ#{claim.key}",
+        "type": "AGENT_REQUEST",
+        "action": claim.action,
+        "occurred_at": claim.occurred_at,
+        "entry_id": claim.entry_id,
+        "timeline_sk": timeline_sk(claim.occurred_at, claim.entry_id),
+        "agent_id": claim.agent_id,
+    }
+
+
+def _claim(values: Mapping[str, Any]) -> RequestClaim:
+    return RequestClaim(
+        key=str(values["sk"]).removeprefix("REQ#"),
+        action=values["action"],
+        occurred_at=_instant(values["occurred_at"]),
+        entry_id=values["entry_id"],
+        agent_id=values["agent_id"],
+    )
 
 
 @dataclass(frozen=True)
@@ -323,7 +351,7 @@ class ProfileStore:
             TableName=self.table_name,
             Key=pointer_key(lookup_kind, lookup_value),
             ConsistentRead=consistent,
-            ProjectionExpression="customer_id, kinds, linked_by",
+            ProjectionExpression="customer_id, kinds, linked_by, created_at",
         )
         if "Item" not in found:
             return None
@@ -332,6 +360,7 @@ class ProfileStore:
             customer_id=values["customer_id"],
             kinds=frozenset(IdentityKind(kind) for kind in values.get("kinds", ())),
             linked_by=values.get("linked_by"),
+            created_at=_instant(values["created_at"]) if values.get("created_at") else None,
         )
 
     def create_customer(self, new: NewCustomer) -> bool:
@@ -470,7 +499,9 @@ class ProfileStore:
                 raise _translated(error) from error
             old = error.response.get("Item")
             head = _head(from_item(old)) if old else None
-            if head is None or head.status not in _CONTINUABLE or head.last_message_at < touch.window_start:
+            if head is None or head.merged_into is not None:
+                return NotContinued(head)  # merged: the caller follows merged_into (shared.ingest.service)
+            if head.status not in _CONTINUABLE or head.last_message_at < touch.window_start:
                 return NotContinued(head)
             return self._continue_late(customer_id, head, touch)
         except BotoCoreError as error:
@@ -720,6 +751,57 @@ class ProfileStore:
             return None
         values = from_item(items[0])
         return _conversation(values, self._head(values["customer_id"]))
+
+    # ------------------------------------------------------------------ the agent API's writes
+    def claim_request(self, customer_id: str, claim: RequestClaim) -> RequestClaim | None:
+        """Put ``REQ#<idempotency key>`` under the customer unless it is there; None when this request claimed it.
+
+        A conditional ``PutItem`` (``ReturnValuesOnConditionCheckFailure=ALL_OLD``): of two requests with one key,
+        one claims it and the other gets the claim as stored, so both go on with the same entry time and id.
+        """
+        item = to_item(_claim_item(customer_id, claim))
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _code(error) != _CONDITION_FAILED:
+                raise _translated(error) from error
+            old = error.response.get("Item")
+            if not old:
+                found = self._call("get_item", TableName=self.table_name,
+                                   Key={"pk": item["pk"], "sk": item["sk"]}, ConsistentRead=True)  # fmt: skip
+                old = found.get("Item")
+            if not old:
+                raise RetryableError("The request's claim cannot be read yet; try again.") from error
+            return _claim(from_item(old))
+        except BotoCoreError as error:
+            raise RetryableError("The profile table is unavailable; try again.") from error
+        return None
+
+    def timeline_entry(self, customer_id: str, occurred_at: datetime, entry_id: str) -> StoredEntry | None:
+        """One timeline entry by its key (strongly consistent: it is read right after a write raced with ours)."""
+        found = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=to_item({"pk": customer_pk(customer_id), "sk": timeline_sk(occurred_at, entry_id)}),
+            ConsistentRead=True,
+        )
+        return _stored_entry(from_item(found["Item"])) if "Item" in found else None
+
+    def owns_conversation(self, customer_id: str, conversation_id: str) -> bool:
+        """Whether ``CONV#<conversation id>`` is under this customer (one strongly consistent ``GetItem``)."""
+        found = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=to_item({"pk": customer_pk(customer_id), "sk": f"CONV#{conversation_id}"}),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in found
 
     def _head(self, customer_id: str) -> HeadState | None:
         found = self._call(

@@ -33,6 +33,9 @@ class KnownIdentity:
     #: (``IngestRepository.link_identity``); None for a pointer made with its customer. A redelivery of that
     #: message learns from it, without another read, that it must re-publish ``customer.identity_linked``.
     linked_by: str | None = None
+    #: When the pointer was written (the linking message's or request's time): a repeated agent link re-publishes
+    #: its event under the same id, which is minted from this instant. None where a reader did not fetch it.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class HeadState:
     channels: frozenset[Channel]
     last_inbound_at: Mapping[str, datetime] = field(default_factory=dict)
     last_message_id: str | None = None
+    #: Set when this customer was merged into another: ingest follows it to the survivor (``shared.merging``).
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,15 +71,19 @@ class HeadTouch:
 
 @dataclass(frozen=True)
 class TimelineRecord:
-    """A timeline entry as stored: the entry, its message when it is one, and what only ingest knows."""
+    """A timeline entry as stored: the entry, its message when it is one, and what only its writer knows.
+
+    Ingest writes envelopes (``inbound_kind`` and the provider's message id set); the agent API writes visits and
+    notes, which have neither (``provider`` is ``hilo``).
+    """
 
     entry: TimelineEntry
     message: Message | None
-    inbound_kind: str
+    inbound_kind: str | None
     provider: str
-    provider_message_id: str
+    provider_message_id: str | None
     received_at: datetime
-    #: Call details, e-mail subject and threading, provider metadata: JSON-safe values only.
+    #: Call details, e-mail subject and threading, provider metadata, a note's full text: JSON-safe values only.
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -150,11 +159,49 @@ class MergeSuggestion:
     evidence: Evidence
 
 
+@dataclass(frozen=True)
+class RequestClaim:
+    """An agent's request (a visit, a note) claimed under its idempotency key, before its entry is written.
+
+    The first request with a key fixes the entry's time and id; a repeat (or a retry after a failure) finds the
+    claim and carries on with the same ones, so the entry's conditional write deduplicates it even when the
+    request gave no ``occurred_at`` and "now" has moved on.
+    """
+
+    key: str
+    #: ``visit`` or ``note``: a key is one request, and cannot be reused for the other kind.
+    action: str
+    occurred_at: datetime
+    entry_id: str
+    agent_id: str
+
+
 ContinueOutcome = Continued | NotContinued
 OpenOutcome = Opened | AlreadyRecorded | HeadChanged
 
 
-class IngestRepository(Protocol):
+class ConversationRepository(Protocol):
+    """Port: what putting one timeline entry on a customer's case needs (access patterns 5 and 6).
+
+    ``shared.ingest.service.Continuity`` runs on it, for ingest's envelopes and the agent API's visits alike.
+    """
+
+    def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
+        """Move the head forward if its conversation can take this entry."""
+        ...
+
+    def open_conversation(
+        self, conversation: Conversation, head: HeadState, seen: HeadState | None, record: TimelineRecord
+    ) -> OpenOutcome:
+        """Write the conversation, the new head (only if it is still ``seen``) and the entry (only if new)."""
+        ...
+
+    def record(self, record: TimelineRecord) -> AlreadyRecorded | None:
+        """Write the entry unless it exists (the dedup); None when written."""
+        ...
+
+
+class IngestRepository(ConversationRepository, Protocol):
     """Port: the profile table as ingest uses it (see docs/data-model.md, access patterns 1, 2, 5 and 6)."""
 
     def find_customer(
@@ -179,18 +226,12 @@ class IngestRepository(Protocol):
         """Record the suggestion unless an earlier message did; True when this message's evidence is the one kept."""
         ...
 
-    def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
-        """Move the head forward if its conversation can take this entry."""
-        ...
 
-    def open_conversation(
-        self, conversation: Conversation, head: HeadState, seen: HeadState | None, record: TimelineRecord
-    ) -> OpenOutcome:
-        """Write the conversation, the new head (only if it is still ``seen``) and the entry (only if new)."""
-        ...
+class MergeRequests(Protocol):
+    """Port: ``shared.merging.Merges.request`` — record that two profiles are one person and queue the merge."""
 
-    def record(self, record: TimelineRecord) -> AlreadyRecorded | None:
-        """Write the entry unless it exists (the dedup); None when written."""
+    def request(self, customer_id: str, other_id: str, evidence: Any, *, merge_id: str | None = None) -> Any:
+        """The merge record; raises ``shared.merging.MergeRefused`` when it cannot begin."""
         ...
 
 

@@ -13,9 +13,9 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from shared.errors import PermanentError
-from shared.ingest.ports import HeadState, TimelineRecord
+from shared.ingest.ports import HeadState, HeadTouch, TimelineRecord
 from shared.models.common import Channel, IdPrefix, new_id
-from shared.models.conversation import ConversationStatus
+from shared.models.conversation import Conversation, ConversationStatus
 from shared.models.identity import Identity, IdentityKind, IdentityNormaliser
 from shared.models.inbound import InboundEnvelope, InboundKind
 from shared.models.message import (
@@ -172,6 +172,74 @@ def window_start(at: datetime, window: timedelta) -> datetime:
     return at - window
 
 
+def head_touch(
+    at: datetime, channel: Channel, window: timedelta, *, inbound: bool, message_id: str | None = None
+) -> HeadTouch:
+    """What an entry at ``at`` on ``channel`` does to the customer's head (for envelopes, visits alike).
+
+    Parameters
+    ----------
+    at : datetime
+        When it happened (the provider's time, or the visit's).
+    channel : Channel
+        Where.
+    window : timedelta
+        The reopen window (``HILO_REOPEN_WINDOW_HOURS``).
+    inbound : bool
+        The customer reached out (it sets ``last_inbound_at`` for the channel, e.g. WhatsApp's 24-hour window).
+    message_id : str, optional
+        The message it carries, if any.
+
+    Returns
+    -------
+    HeadTouch
+        The touch, with the window's start that the head's conditional update checks.
+    """
+    return HeadTouch(
+        at=at, window_start=window_start(at, window), channel=channel, inbound=inbound, message_id=message_id
+    )
+
+
+def opened_conversation(customer_id: str, conversation_id: str, touch: HeadTouch) -> tuple[Conversation, HeadState]:
+    """The conversation an entry opens, and the head that points at it.
+
+    Parameters
+    ----------
+    customer_id : str
+        Whose.
+    conversation_id : str
+        Its id, seeded by the entry's input so a retry opens the same one.
+    touch : HeadTouch
+        The entry that opens it (``head_touch``).
+
+    Returns
+    -------
+    tuple of (Conversation, HeadState)
+        Open, on the entry's channel, opened and last moved at the entry's time.
+    """
+    at, channel = touch.at, touch.channel
+    conversation = Conversation(
+        id=conversation_id,
+        customer_id=customer_id,
+        status=ConversationStatus.OPEN,
+        channels=(channel,),
+        opened_at=at,
+        last_message_at=at,
+        last_channel=channel,
+    )
+    head = HeadState(
+        conversation_id=conversation.id,
+        status=conversation.status,
+        opened_at=at,
+        last_message_at=at,
+        last_channel=channel,
+        channels=frozenset({channel}),
+        last_inbound_at={str(channel): at} if touch.inbound else {},
+        last_message_id=touch.message_id,
+    )
+    return conversation, head
+
+
 def can_continue(head: HeadState | None, at: datetime, window: timedelta) -> bool:
     """Tell whether an entry at ``at`` belongs to the head's conversation.
 
@@ -199,6 +267,11 @@ def can_continue(head: HeadState | None, at: datetime, window: timedelta) -> boo
 def is_from_customer(envelope: InboundEnvelope) -> bool:
     """True unless the envelope is an echo of something our side wrote."""
     return envelope.kind != InboundKind.ECHO
+
+
+def sender_key(identity: Identity) -> str:
+    """``<lookup kind>#<lookup value>``: the identity pointer a message came through, as a merge record lists it."""
+    return f"{identity.lookup_kind}#{identity.lookup_value}"
 
 
 def timeline_record(
@@ -302,8 +375,13 @@ def summary(envelope: InboundEnvelope) -> str:
         text = f"(editado) {text}"
     if envelope.subject and not any(isinstance(part, TextPart) for part in envelope.parts):
         text = f"{envelope.subject} | {text}"
-    compact = _SPACES_RE.sub(" ", text).strip() or "(sin contenido)"
-    return compact if len(compact) <= _SUMMARY_LENGTH else compact[: _SUMMARY_LENGTH - 1] + "…"
+    return shorten(text) or "(sin contenido)"
+
+
+def shorten(text: str, limit: int = _SUMMARY_LENGTH) -> str:
+    """``text`` on one line (runs of white space made one space), cut to ``limit`` characters with an ellipsis."""
+    compact = _SPACES_RE.sub(" ", text).strip()
+    return compact if len(compact) <= limit else compact[: limit - 1] + "…"
 
 
 def _part_line(part: ContentPart) -> str:

@@ -10,46 +10,56 @@ Exactly-once *effects* come from the storage conditions, not from a separate ide
 - an identifier the customer gives (``shared.ingest.linking``) is claimed for them with a conditional write, so
   of two messages claiming it at once one links and the other records a merge suggestion; the pointer remembers
   which message linked it, and the suggestion is keyed on the other customer, so redeliveries add nothing.
+
+Conversation continuity (continue the open case within the reopen window on any channel, or open a new
+conversation) is ``Continuity``, the one implementation: the agent API's in-store visits use it too
+(``shared.agent_writes``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from shared.errors import RetryableError
+from shared.errors import Conflict, RetryableError
 from shared.ingest.linking import GivenIdentity, LinkingNormaliser, given_identities
 from shared.ingest.ports import (
     AlreadyRecorded,
     Clock,
     Continued,
+    ConversationRepository,
     EventPublisher,
     Evidence,
     HeadChanged,
-    HeadState,
     HeadTouch,
     IngestRepository,
     KnownIdentity,
+    MergeRequests,
     MergeSuggestion,
     NewCustomer,
     Opened,
+    TimelineRecord,
 )
 from shared.ingest.rules import (
     EVENT_TYPE,
     MessageKeys,
+    head_touch,
     is_from_customer,
+    opened_conversation,
     sender_identity,
+    sender_key,
     timeline_record,
-    window_start,
 )
-from shared.models.conversation import Conversation, ConversationStatus
+from shared.merging import MergeEvidence, MergeRefused, Refusal
+from shared.models.common import Channel, IdPrefix, new_id
 from shared.models.customer import CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import Identity
 from shared.models.inbound import InboundEnvelope, InboundKind
+from shared.models.timeline import Actor, ActorKind
 from shared.observability import logger
 
 SOURCE: Final = "hilo.ingest"
@@ -59,6 +69,99 @@ MERGE_SUGGESTED: Final = "customer.merge_suggested"
 _ATTEMPTS: Final = 4
 #: Message content travels in the event only while it is small; consumers read the timeline entry otherwise.
 _MAX_INLINE_PARTS_BYTES: Final = 32 * 1024
+
+
+#: Builds the timeline entry once the customer (a merge may redirect it) and conversation are known.
+RecordFactory = Callable[[str, str], TimelineRecord]
+
+
+@dataclass(frozen=True)
+class Attached:
+    """Where an entry landed: its customer and conversation, and whether it was there already (a retry wrote
+    nothing)."""
+
+    customer_id: str
+    conversation_id: str
+    duplicate: bool
+
+
+class Continuity:
+    """One customer, one case: put a timeline entry on the customer's open conversation, or open one.
+
+    The single implementation of conversation continuity, for ingest's envelopes and the agent API's visits. An
+    entry within the reopen window of an open or pending conversation continues it, whatever its channel
+    (the head's conditional update checks the rule, never a stale read); otherwise the conversation, the new head
+    and the entry are written together. The entry's key is deterministic, so a retry finds it and writes nothing.
+    """
+
+    def __init__(self, repository: ConversationRepository, reopen_window: timedelta = timedelta(hours=72)) -> None:
+        self.repository = repository
+        self.reopen_window = reopen_window
+
+    def touch(self, at: datetime, channel: Channel, *, inbound: bool, message_id: str | None = None) -> HeadTouch:
+        """What an entry at ``at`` on ``channel`` does to the head, with this process's reopen window."""
+        return head_touch(at, channel, self.reopen_window, inbound=inbound, message_id=message_id)
+
+    def attach(
+        self,
+        customer_id: str,
+        touch: HeadTouch,
+        conversation_id: str,
+        record: RecordFactory,
+        *,
+        follow_merges: bool = False,
+    ) -> Attached:
+        """Continue the customer's case with this entry, or open a new conversation for it.
+
+        Parameters
+        ----------
+        customer_id : str
+            An existing customer.
+        touch : HeadTouch
+            The entry's time and channel (``touch``).
+        conversation_id : str
+            The id of the conversation this entry opens if it opens one; seeded by the entry's input, so a retry
+            opens the same one (and tells, by comparing ids, that it was this entry that opened it).
+        record : callable
+            (customer id, conversation id) → the timeline record to write.
+        follow_merges : bool
+            When the customer was merged into another (its head says so), put the entry on the survivor: ingest
+            resolved the sender a moment before the merge moved its pointers. Otherwise that is a Conflict.
+
+        Returns
+        -------
+        Attached
+            The conversation the entry is on, and whether it was recorded before.
+
+        Raises
+        ------
+        RetryableError
+            The head kept moving under us (other entries of the same customer), or storage failed.
+        Conflict
+            The customer was merged into another and ``follow_merges`` is off.
+        """
+        for _attempt in range(_ATTEMPTS):
+            outcome = self.repository.continue_conversation(customer_id, touch)
+            if isinstance(outcome, Continued):
+                existing = self.repository.record(record(customer_id, outcome.conversation_id))
+                if existing is None:
+                    return Attached(customer_id, outcome.conversation_id, duplicate=False)
+                return Attached(customer_id, existing.conversation_id or outcome.conversation_id, duplicate=True)
+            if outcome.head is not None and outcome.head.merged_into is not None:
+                if not follow_merges:
+                    raise Conflict(f"This customer was merged into {outcome.head.merged_into}; write there.")
+                customer_id = outcome.head.merged_into
+                continue
+            conversation, head = opened_conversation(customer_id, conversation_id, touch)
+            opened = self.repository.open_conversation(
+                conversation, head, outcome.head, record(customer_id, conversation.id)
+            )
+            if isinstance(opened, Opened):
+                return Attached(customer_id, conversation.id, duplicate=False)
+            if isinstance(opened, AlreadyRecorded):
+                return Attached(customer_id, opened.conversation_id or conversation.id, duplicate=True)
+            assert isinstance(opened, HeadChanged)
+        raise RetryableError("The customer's conversation kept changing under us; try again.")
 
 
 @dataclass(frozen=True)
@@ -84,6 +187,8 @@ class Ingest:
         *,
         reopen_window: timedelta = timedelta(hours=72),
         default_region: str | None = "CO",
+        merges: MergeRequests | None = None,
+        auto_merge: str = "strong",
     ) -> None:
         self.repository = repository
         self.publisher = publisher
@@ -91,6 +196,9 @@ class Ingest:
         self.clock = clock
         self.reopen_window = reopen_window
         self.default_region = default_region
+        self.continuity = Continuity(repository, reopen_window)
+        self.merges = merges
+        self.auto_merge = auto_merge
 
     def __call__(self, envelope: InboundEnvelope) -> IngestResult:
         """Ingest one envelope (idempotent: any number of deliveries of it have the effect of one).
@@ -124,15 +232,14 @@ class Ingest:
         known = self.repository.find_customer(identity.lookup_kind, identity.lookup_value)
         if known is None:
             if self.repository.create_customer(self._new_customer(envelope, identity, keys)):
-                record = timeline_record(envelope, keys, keys.customer_id, keys.conversation_id)
+                record = _record(envelope, keys, identity, keys.customer_id, keys.conversation_id)
                 duplicate = self.repository.record(record) is not None
                 return keys.customer_id, keys.conversation_id, duplicate
             # Someone claimed the identity first (a parallel first message, or an earlier delivery of this one).
             known = self._claimed(identity)
         if identity.kind not in known.kinds:
             self.repository.add_identity(known.customer_id, identity)
-        conversation_id, duplicate = self._attach(envelope, keys, known.customer_id)
-        return known.customer_id, conversation_id, duplicate
+        return self._attach(envelope, keys, identity, known.customer_id)
 
     def _claimed(self, identity: Identity) -> KnownIdentity:
         known = self.repository.find_customer(identity.lookup_kind, identity.lookup_value, consistent=True)
@@ -145,9 +252,10 @@ class Ingest:
     ) -> list[DomainEvent]:
         """Link each given identifier to ``customer_id``, or suggest a merge with the profile that holds it.
 
-        One eventually consistent read per identifier; a write only when something changes. Not merging here:
-        an identifier held by another profile becomes a ``SUGGEST#<other>`` item and a ``customer.merge_suggested``
-        event (merging, recorded and reversible, is the next step).
+        One eventually consistent read per identifier; a write only when something changes. An identifier held by
+        another profile means the two are one person: they are merged (recorded, reversible: ``shared.merging``)
+        when ``HILO_AUTO_MERGE`` allows, otherwise it becomes a ``SUGGEST#<other>`` item and a
+        ``customer.merge_suggested`` event for an agent.
         """
         events: list[DomainEvent] = []
         held_by_others: dict[str, list[GivenIdentity]] = {}
@@ -169,6 +277,8 @@ class Ingest:
                 # This message linked it on an earlier delivery that may have crashed before publishing.
                 events.append(self._linked_event(envelope, keys, customer_id, item))
         for other_id, items in held_by_others.items():
+            if self._merged(keys, customer_id, other_id, items):
+                continue
             suggestion = MergeSuggestion(
                 customer_id=customer_id,
                 other_customer_id=other_id,
@@ -185,6 +295,40 @@ class Ingest:
             if recorded:
                 events.append(self._suggested_event(envelope, keys, suggestion))
         return events
+
+    def _merged(self, keys: MessageKeys, customer_id: str, other_id: str, items: Sequence[GivenIdentity]) -> bool:
+        """Merge the sender's profile with the one that holds what they gave, when ``HILO_AUTO_MERGE`` allows.
+
+        Returns False when the policy (or a "never merge" rule, or a profile merged meanwhile) leaves it to an
+        agent, so the caller records a suggestion instead. The merge id is seeded by the message and the other
+        profile, so a redelivery resumes the same merge instead of starting another.
+        """
+        verified = any(item.identity.verified for item in items)
+        if self.merges is None or self.auto_merge == "off" or (self.auto_merge == "verified" and not verified):
+            return False
+        first = items[0].evidence
+        evidence = MergeEvidence(
+            source=first.source,
+            identity_kinds=tuple(sorted({item.identity.kind for item in items})),
+            verified=verified,
+            channel=first.channel,
+            provider=first.provider,
+            provider_message_id=first.provider_message_id,
+            actor=Actor(kind=ActorKind.CUSTOMER),
+            at=first.at,
+        )
+        merge_id = new_id(IdPrefix.MERGE, at=first.at, seed=f"{keys.seed}:merge:{other_id}")
+        try:
+            record = self.merges.request(customer_id, other_id, evidence, merge_id=merge_id)
+        except MergeRefused as refused:
+            if refused.refusal == Refusal.BUSY:
+                raise RetryableError("A merge of this customer is running; try again once it is done.") from refused
+            logger.info("merge refused", extra={"customer_id": customer_id, "other_customer_id": other_id,
+                                                "refusal": str(refused.refusal)})  # fmt: skip
+            return refused.refusal == Refusal.NEVER_MERGE  # an agent said no: do not suggest it again either
+        logger.info("profiles merged", extra={"merge_id": record.merge_id, "survivor_id": record.survivor_id,
+                                              "absorbed_id": record.absorbed_id, "source": first.source})  # fmt: skip
+        return True
 
     def _linked_event(
         self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str, item: GivenIdentity
@@ -214,34 +358,27 @@ class Ingest:
         seed = f"{MERGE_SUGGESTED}:{suggestion.other_customer_id}"
         return self._event(envelope, keys, MERGE_SUGGESTED, suggestion.customer_id, data, seed=seed)
 
-    def _attach(self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str) -> tuple[str, bool]:
-        touch = HeadTouch(
-            at=envelope.occurred_at,
-            window_start=window_start(envelope.occurred_at, self.reopen_window),
-            channel=envelope.channel,
+    def _touch(self, envelope: InboundEnvelope, keys: MessageKeys) -> HeadTouch:
+        return self.continuity.touch(
+            envelope.occurred_at,
+            envelope.channel,
             inbound=is_from_customer(envelope),
             message_id=keys.message_id if envelope.parts else None,
         )
-        for _attempt in range(_ATTEMPTS):
-            outcome = self.repository.continue_conversation(customer_id, touch)
-            if isinstance(outcome, Continued):
-                existing = self.repository.record(timeline_record(envelope, keys, customer_id, outcome.conversation_id))
-                if existing is None:
-                    return outcome.conversation_id, False
-                return existing.conversation_id or outcome.conversation_id, True
-            conversation, head = self._new_conversation(envelope, keys, customer_id)
-            record = timeline_record(envelope, keys, customer_id, conversation.id)
-            opened = self.repository.open_conversation(conversation, head, outcome.head, record)
-            if isinstance(opened, Opened):
-                return conversation.id, False
-            if isinstance(opened, AlreadyRecorded):
-                return opened.conversation_id or conversation.id, True
-            assert isinstance(opened, HeadChanged)
-        raise RetryableError("The customer's conversation kept changing under us; try again.")
+
+    def _attach(
+        self, envelope: InboundEnvelope, keys: MessageKeys, identity: Identity, customer_id: str
+    ) -> tuple[str, str, bool]:
+        def record(customer: str, conversation_id: str) -> TimelineRecord:
+            return _record(envelope, keys, identity, customer, conversation_id)
+
+        touch = self._touch(envelope, keys)
+        attached = self.continuity.attach(customer_id, touch, keys.conversation_id, record, follow_merges=True)
+        return attached.customer_id, attached.conversation_id, attached.duplicate
 
     def _new_customer(self, envelope: InboundEnvelope, identity: Identity, keys: MessageKeys) -> NewCustomer:
         now = self.clock()
-        conversation, head = self._new_conversation(envelope, keys, keys.customer_id)
+        conversation, head = opened_conversation(keys.customer_id, keys.conversation_id, self._touch(envelope, keys))
         profile = CustomerProfile(
             id=keys.customer_id,
             display_name=envelope.sender.name,
@@ -249,32 +386,6 @@ class Ingest:
             updated_at=now,
         )
         return NewCustomer(profile=profile, identity=identity, conversation=conversation, head=head)
-
-    @staticmethod
-    def _new_conversation(
-        envelope: InboundEnvelope, keys: MessageKeys, customer_id: str
-    ) -> tuple[Conversation, HeadState]:
-        at = envelope.occurred_at
-        conversation = Conversation(
-            id=keys.conversation_id,
-            customer_id=customer_id,
-            status=ConversationStatus.OPEN,
-            channels=(envelope.channel,),
-            opened_at=at,
-            last_message_at=at,
-            last_channel=envelope.channel,
-        )
-        head = HeadState(
-            conversation_id=conversation.id,
-            status=conversation.status,
-            opened_at=at,
-            last_message_at=at,
-            last_channel=envelope.channel,
-            channels=frozenset({envelope.channel}),
-            last_inbound_at={str(envelope.channel): at} if is_from_customer(envelope) else {},
-            last_message_id=keys.message_id if envelope.parts else None,
-        )
-        return conversation, head
 
     def _finish(
         self,
@@ -327,6 +438,15 @@ class Ingest:
             id_seed=keys.event_seed(seed or event_type),
             data=data,
         )
+
+
+def _record(
+    envelope: InboundEnvelope, keys: MessageKeys, identity: Identity, customer_id: str, conversation_id: str
+) -> TimelineRecord:
+    """The envelope's timeline record, marked with the sender's lookup key: an unmerge returns to the absorbed
+    profile what its identities brought in while the two were one (``shared.merging``)."""
+    record = timeline_record(envelope, keys, customer_id, conversation_id)
+    return replace(record, extras={**record.extras, "sender_key": sender_key(identity)})
 
 
 def _evidence_data(evidence: Evidence) -> dict[str, Any]:
