@@ -8,7 +8,7 @@ never print, log or serialise in clear.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -36,6 +36,9 @@ class Settings(BaseModel):
     sendgrid_api_url: str = Field("https://api.sendgrid.com", alias="HILO_SENDGRID_API_URL")
     #: Hours after a conversation's last message during which a new message, on any channel, continues it.
     reopen_window_hours: int = Field(72, alias="HILO_REOPEN_WINDOW_HOURS", ge=1, le=24 * 90)
+    #: When a customer gives an identifier another profile holds, merge the two: for any strong identifier
+    #: (``strong``), only for ones the provider verified (``verified``), or never, leaving a suggestion (``off``).
+    auto_merge: Literal["strong", "verified", "off"] = Field("strong", alias="HILO_AUTO_MERGE")
     local_mode: bool = Field(False, alias=LOCAL_MODE_ENV)
 
     @field_validator("public_url", "twilio_api_url", "meta_graph_url", "telegram_api_url", "sendgrid_api_url")

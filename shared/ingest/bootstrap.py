@@ -50,6 +50,7 @@ def ingest_ports(environ: Mapping[str, str] | None = None) -> IngestPorts:
     from shared.adapters.profile_store import ProfileStore
     from shared.adapters.raw_email_store import RawEmailStore
     from shared.identity.normaliser import Normaliser
+    from shared.merge_wiring import merges_from_environment
 
     env = os.environ if environ is None else environ
     settings = SettingsLoader(env).get()
@@ -60,6 +61,8 @@ def ingest_ports(environ: Mapping[str, str] | None = None) -> IngestPorts:
         clock=now,
         reopen_window=timedelta(hours=settings.reopen_window_hours),
         default_region=settings.default_region,
+        merges=merges_from_environment(env, settings) if env.get("MERGE_QUEUE_URL") else None,
+        auto_merge=settings.auto_merge,
     )
     bucket = env.get("PAYLOAD_BUCKET_NAME") or None
     return IngestPorts(ingest=ingest, payloads=RawEmailStore(bucket), payload_bucket=bucket)

@@ -35,7 +35,10 @@ def test_empty_values_count_as_unset() -> None:
     assert settings_from({"HILO_DEFAULT_REGION": ""}).default_region == "CO"
 
 
-@pytest.mark.parametrize(("key", "value"), [("HILO_DEFAULT_REGION", "Colombia"), ("HILO_TWILIO_API_URL", "ftp://x")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("HILO_DEFAULT_REGION", "Colombia"), ("HILO_TWILIO_API_URL", "ftp://x"), ("HILO_AUTO_MERGE", "always")],
+)
 def test_invalid_values_are_refused_naming_the_setting(key: str, value: str) -> None:
     with pytest.raises(ValidationError, match=key):
         settings_from({key: value})
@@ -46,5 +49,5 @@ def test_the_contract_names_are_all_known() -> None:
         "HILO_TWILIO_AUTH_TOKEN", "HILO_META_APP_SECRET", "HILO_META_VERIFY_TOKEN", "HILO_TELEGRAM_SECRET_TOKEN",
         "HILO_SENDGRID_USER", "HILO_SENDGRID_PASSWORD", "HILO_PUBLIC_URL", "HILO_DEV_TOKEN", "HILO_DEFAULT_REGION",
         "HILO_TWILIO_API_URL", "HILO_META_GRAPH_URL", "HILO_TELEGRAM_API_URL", "HILO_SENDGRID_API_URL",
-        "HILO_REOPEN_WINDOW_HOURS",
+        "HILO_REOPEN_WINDOW_HOURS", "HILO_AUTO_MERGE",
     }  # fmt: skip

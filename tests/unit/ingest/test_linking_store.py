@@ -93,7 +93,8 @@ def test_a_web_chat_email_links_so_a_later_email_lands_on_the_same_customer(aws:
     assert store.find_customer_id(IdentityKind.EMAIL, address) == visitor.customer_id
 
 
-def test_story_2_a_new_number_typing_a_known_cedula_suggests_a_merge(aws: Aws) -> None:
+def test_without_merging_a_new_number_typing_a_known_cedula_suggests_a_merge(aws: Aws) -> None:
+    # (Ingest built without a merge port, as with HILO_AUTO_MERGE=off; the merge itself: tests/unit/merge.)
     # Given customer D, whose cédula an earlier call attached
     cedula = unique_cedula()
     ingest, store = aws.ingest(), aws.store()
