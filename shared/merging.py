@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import Conflict, NotFound, RetryableError
-from shared.ingest.ports import Clock, EventPublisher, HeadState
+from shared.ingest.ports import Clock, EventPublisher, HeadState, MergeSuggestion
 from shared.models.common import Channel, CustomerId, IdPrefix, UtcDatetime, new_id
 from shared.models.conversation import ConversationStatus
 from shared.models.customer import Consent, CustomerProfile
@@ -325,6 +325,8 @@ class MergeRepository(Protocol):
 
     def never_merge_rules(self, customer_id: str) -> tuple[str, ...]: ...
 
+    def merge_suggestions(self, customer_id: str) -> tuple[MergeSuggestion, ...]: ...
+
 
 class MergeQueue(Protocol):
     """Port: MergeQueue (standard; the merge function is idempotent, so duplicates are harmless)."""
@@ -441,10 +443,24 @@ class Merges:
         self._profile(other_id)
         self.repository.never_merge(customer_id, other_id, actor, reason, self.clock())
 
-    def history(self, customer_id: str) -> tuple[tuple[MergeRecord, ...], tuple[str, ...]]:
-        """A customer's merges (as survivor) and the profiles it must never be merged with."""
+    def history(self, customer_id: str) -> dict[str, Any]:
+        """A customer's merges (as survivor), the profiles it must never be merged with, and open suggestions."""
         self._profile(customer_id)
-        return self.repository.records(customer_id), self.repository.never_merge_rules(customer_id)
+        return {
+            "merges": [record_view(record) for record in self.repository.records(customer_id)],
+            "never_merge_with": list(self.repository.never_merge_rules(customer_id)),
+            "suggestions": [
+                {
+                    "other_customer_id": suggestion.other_customer_id,
+                    "identity_kinds": sorted(str(kind) for kind in suggestion.identity_kinds),
+                    "verified": suggestion.verified,
+                    "source": suggestion.evidence.source,
+                    "channel": str(suggestion.evidence.channel),
+                    "at": suggestion.evidence.at.isoformat(),
+                }
+                for suggestion in self.repository.merge_suggestions(customer_id)
+            ],
+        }
 
     def run(self, command: MergeCommand) -> MergeRecord | None:
         """Carry out a queued merge or unmerge (idempotent: any number of deliveries have the effect of one)."""

@@ -173,8 +173,7 @@ def never_merge(customer_id: str) -> dict[str, Any]:
 @app.get("/v1/customers/<customer_id>/merges")
 def merge_history(customer_id: str) -> dict[str, Any]:
     agent()
-    records, apart = ports().merges.history(customer_id)
-    return {"merges": [record_view(record) for record in records], "never_merge_with": list(apart)}
+    return ports().merges.history(customer_id)
 
 
 # Registered last: the resolver tries dynamic routes in the order they were declared.

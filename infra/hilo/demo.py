@@ -1,4 +1,5 @@
-"""`hilo demo broken-tv`: story 1's inbound side played against a running `hilo dev`, then the unified thread.
+"""`hilo demo broken-tv`: story 1's inbound side played against a running `hilo dev`, then the unified thread and
+the clerk's visit.
 
 A customer calls the store about a broken TV and types their cédula in the IVR; then, on WhatsApp, sends the photo,
 says the invoice is lost and taps "Cambio" (exchange). Every request is signed as the provider signs it, with the
@@ -152,8 +153,22 @@ def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: 
     # The IVR read the digits as a document of the caller's country (+57: a Colombian cédula); a Colombian store's
     # console names the document, so the lookup works whatever the stack's HILO_DEFAULT_REGION is.
     status, by_id = _agent_get(target, f"/v1/customers?national_id={cedula}&country=CO&document_type=CC")
+    visit: Any = None
     if status == 200 and by_id["customer"]["id"] == customer["id"]:
-        say(f"At the store, the clerk types the cédula {cedula} and finds the same customer and case.")
+        say(f"At the store, the clerk types the cédula {cedula} and finds the same customer and case,")
+        visit = _record_visit(target, customer["id"], call_sid)
+        say(f"  and records the visit on it: {visit['channel']} {visit['summary']} (case {visit['conversation_id']}).")
     else:
         say(f"At the store, the cédula {cedula} does not find them ({status}).")
-    return {"card": card, "timeline": timeline, "by_national_id": (status, by_id)}
+    return {"card": card, "timeline": timeline, "by_national_id": (status, by_id), "visit": visit}
+
+
+def _record_visit(target: Target, customer_id: str, key: str) -> Any:
+    """The clerk's visit (POST /v1/customers/{id}/visits), keyed on the call so a re-run of the step is one visit."""
+    body = json.dumps({"store": "Unicentro Bogotá", "summary": "Cambio del televisor; cita el sábado"}).encode()
+    headers = {"authorization": f"Bearer {target.secrets['HILO_DEV_TOKEN']}", "content-type": "application/json",
+               "idempotency-key": f"demo-visit-{key}"}  # fmt: skip
+    status, answer = _send("POST", f"{target.api_url}/v1/customers/{customer_id}/visits", body, headers)
+    if status not in (200, 201):
+        raise DemoError(f"the store visit: {status} {answer[:200]!r}")
+    return json.loads(answer)

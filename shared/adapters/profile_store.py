@@ -41,6 +41,7 @@ from shared.ingest.ports import (
     RequestClaim,
     TimelineRecord,
 )
+from shared.ingest.rules import name_key
 from shared.models.common import Channel, sortable_timestamp
 from shared.models.conversation import Conversation, ConversationStatus
 from shared.models.customer import CustomerProfile
@@ -88,7 +89,10 @@ def _profile_item(profile: CustomerProfile) -> dict[str, Any]:
     values = profile.model_dump(mode="json", exclude={"identities"})
     values["created_at"] = profile.created_at
     values["updated_at"] = profile.updated_at
-    return {"pk": customer_pk(profile.id), "sk": "PROFILE", "type": "PROFILE", **values}
+    # Pattern 25: profiles by full name (a weak signal, for merge suggestions only); sparse, like the name itself.
+    key = name_key(profile.display_name)
+    index = {"gsi1pk": f"NAME#{key}", "gsi1sk": profile.id} if key else {}
+    return {"pk": customer_pk(profile.id), "sk": "PROFILE", "type": "PROFILE", **values, **index}
 
 
 def _identity_sk(identity: Identity) -> str:
@@ -123,7 +127,8 @@ def _suggestion_item(suggestion: MergeSuggestion) -> dict[str, Any]:
         "type": "MERGE_SUGGESTION",
         "customer_id": suggestion.customer_id,
         "other_customer_id": suggestion.other_customer_id,
-        "identity_kinds": {str(kind) for kind in suggestion.identity_kinds},
+        # A name-only suggestion names no identifier; DynamoDB has no empty sets, so the attribute is left out.
+        "identity_kinds": {str(kind) for kind in suggestion.identity_kinds} or None,
         "verified": suggestion.verified,
         "provider": evidence.provider,
         "provider_message_id": evidence.provider_message_id,
@@ -137,7 +142,7 @@ def _suggestion(values: Mapping[str, Any]) -> MergeSuggestion:
     return MergeSuggestion(
         customer_id=values["customer_id"],
         other_customer_id=values["other_customer_id"],
-        identity_kinds=frozenset(IdentityKind(kind) for kind in values["identity_kinds"]),
+        identity_kinds=frozenset(IdentityKind(kind) for kind in values.get("identity_kinds", ())),
         verified=values["verified"],
         evidence=Evidence(
             provider=values["provider"],
@@ -460,6 +465,20 @@ class ProfileStore:
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return True
+
+    def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
+        """Pattern 25: up to ``limit`` live (not merged) customers whose name has this ``name_key``."""
+        found = self._call(
+            "query",
+            TableName=self.table_name,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :name",
+            ExpressionAttributeValues={":name": {"S": f"NAME#{key}"}},
+            ProjectionExpression="id, merged_into",
+            Limit=limit,
+        )
+        items = (from_item(item) for item in found.get("Items", []))
+        return tuple(values["id"] for values in items if not values.get("merged_into"))
 
     def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
         """Pattern 6: continue the head's conversation if it is active and within the window."""

@@ -226,6 +226,10 @@ class IngestRepository(ConversationRepository, Protocol):
         """Record the suggestion unless an earlier message did; True when this message's evidence is the one kept."""
         ...
 
+    def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
+        """Live customers whose full name has this key (``rules.name_key``): a weak signal, for suggestions only."""
+        ...
+
 
 class MergeRequests(Protocol):
     """Port: ``shared.merging.Merges.request`` — record that two profiles are one person and queue the merge."""

@@ -7,6 +7,7 @@ redelivered envelope produces the same keys and the same events, and the storage
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -30,6 +31,9 @@ from shared.models.message import (
     TextPart,
 )
 from shared.models.timeline import Actor, ActorKind, TimelineEntry, TimelineKind
+
+#: A word of a name: two or more letters (any script).
+_NAME_WORD_RE: Final = re.compile(r"[^\W\d_]{2,}")
 
 #: The identity a channel's sender address is. WhatsApp ids are phones (``Identity.lookup_kind`` makes them share
 #: the phone's pointer); Messenger, Instagram, Telegram and web chat ids mean something on their channel only.
@@ -267,6 +271,19 @@ def can_continue(head: HeadState | None, at: datetime, window: timedelta) -> boo
 def is_from_customer(envelope: InboundEnvelope) -> bool:
     """True unless the envelope is an echo of something our side wrote."""
     return envelope.kind != InboundKind.ECHO
+
+
+def name_key(display_name: str | None) -> str | None:
+    """A weak signal: the name without accents, case or punctuation, when it has at least two words.
+
+    Two profiles with the same full name MAY be one person (or two Juan Pérez): it only ever makes a merge
+    suggestion for an agent, never a merge. A single word ("Ana", a nickname) says too little to suggest anything.
+    """
+    if not display_name:
+        return None
+    plain = "".join(c for c in unicodedata.normalize("NFKD", display_name) if not unicodedata.combining(c))
+    words = _NAME_WORD_RE.findall(plain.casefold())
+    return " ".join(words)[:200] if len(words) >= 2 else None
 
 
 def sender_key(identity: Identity) -> str:

@@ -48,6 +48,7 @@ from shared.ingest.rules import (
     MessageKeys,
     head_touch,
     is_from_customer,
+    name_key,
     opened_conversation,
     sender_identity,
     sender_key,
@@ -226,6 +227,8 @@ class Ingest:
         keys = MessageKeys.of(envelope)
         customer_id, conversation_id, duplicate = self._land(envelope, identity, keys)
         linking = self._link(envelope, keys, customer_id, given) if given else []
+        if customer_id == keys.customer_id:  # this message created the customer (now, or on an earlier delivery)
+            linking += self._same_name(envelope, keys, customer_id)
         return self._finish(envelope, keys, customer_id, conversation_id, duplicate, linking)
 
     def _land(self, envelope: InboundEnvelope, identity: Identity, keys: MessageKeys) -> tuple[str, str, bool]:
@@ -293,6 +296,31 @@ class Ingest:
                        "identity_kinds": sorted(str(kind) for kind in suggestion.identity_kinds)},
             )  # fmt: skip
             if recorded:
+                events.append(self._suggested_event(envelope, keys, suggestion))
+        return events
+
+    def _same_name(self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str) -> list[DomainEvent]:
+        """A new customer whose full name another profile has: a weak signal, so a suggestion, never a merge.
+
+        Only when a customer is created (one index query then; none for the messages after), and only for names
+        of two words or more. A redelivery finds its own suggestions and re-publishes their events (same ids).
+        """
+        key = name_key(envelope.sender.name)
+        if key is None:
+            return []
+        events: list[DomainEvent] = []
+        evidence = Evidence(
+            provider=str(envelope.provider),
+            provider_message_id=envelope.provider_message_id,
+            channel=envelope.channel,
+            at=envelope.occurred_at,
+            source="same_name",
+        )
+        for other_id in self.repository.customers_named(key):
+            if other_id == customer_id:
+                continue
+            suggestion = MergeSuggestion(customer_id, other_id, frozenset(), verified=False, evidence=evidence)
+            if self.repository.suggest_merge(suggestion):
                 events.append(self._suggested_event(envelope, keys, suggestion))
         return events
 

@@ -31,6 +31,11 @@ def test_the_broken_tv_story_ends_in_one_thread(hilo_stack: LocalStack) -> None:
     status, by_id = result["by_national_id"]
     assert (status, by_id["customer"]["id"]) == (200, result["card"]["customer"]["id"])
     assert "finds the same customer and case" in printed
+    # and the clerk's visit goes on that same case
+    assert (result["visit"]["channel"], result["visit"]["conversation_id"]) == (
+        "in_store",
+        result["card"]["current_conversation"]["id"],
+    )
 
 
 def test_the_demo_says_clearly_when_no_stack_is_running() -> None:

@@ -1,15 +1,76 @@
 """Corrections to moto where it behaves unlike the AWS service a Hilo function relies on.
 
-Applied once by the local twin (never in unit tests using ``mock_aws``), each with the behaviour AWS documents.
+Applied once by the local twin (never in unit tests using ``mock_aws``), each with the behaviour AWS documents:
+
+- SQS FIFO redelivery starts again at a message group's oldest message.
+- SQS FIFO remembers a deduplication id for 5 minutes after the send, not only while the message is queued.
+- DynamoDB requests are atomic (``serialise_dynamodb``, which concurrency tests also use on their own moto server).
+
+And where moto slows down with use in a way AWS does not, so a long ``hilo dev`` or test session stays fast:
+
+- SQS SendMessage and ReceiveMessage do not get slower as a queue fills.
+- moto's server does not list its own package folder on every request.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _applied = False
 _dedup_lock = threading.Lock()
+
+#: Held while moto handles one DynamoDB request: every moto server and ``mock_aws`` of this process shares it.
+_dynamodb_request_lock = threading.Lock()
+_dynamodb_patch_lock = threading.Lock()
+_dynamodb_users = 0
+_dynamodb_original: Any = None
+
+
+def serialise_dynamodb() -> Callable[[], None]:
+    """Make moto's DynamoDB handle one request at a time in this process, as DynamoDB's requests are atomic.
+
+    moto evaluates a condition and then writes, with nothing in between to stop another thread, so two conditional
+    writes racing for one key can both succeed. Its ``TransactWriteItems`` deep-copies the whole table first and,
+    when an item fails its condition, restores that copy: every request that wrote meanwhile is silently undone
+    (and the copy itself crashes with "dictionary changed size during iteration" when a write lands during it).
+    In DynamoDB each request takes effect whole or not at all, and a cancelled transaction changes nothing. One
+    lock around moto's DynamoDB request handling gives that guarantee; the races left are between the callers'
+    requests, which is what Hilo's conditions and transactions are written for.
+
+    Returns
+    -------
+    Callable[[], None]
+        Undoes this call. Calls nest: moto is patched on the first and restored by the last undo (the twin never
+        undoes; tests use it as a context, ``tests.unit.ingest.support.atomic_dynamodb``).
+    """
+    global _dynamodb_users, _dynamodb_original
+    from moto.dynamodb.responses import DynamoHandler
+
+    with _dynamodb_patch_lock:
+        if _dynamodb_users == 0:
+            original = _dynamodb_original = DynamoHandler.call_action
+
+            def call_action(self: DynamoHandler) -> Any:
+                with _dynamodb_request_lock:
+                    return original(self)
+
+            DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        _dynamodb_users += 1
+    undone = threading.Event()
+
+    def undo() -> None:
+        global _dynamodb_users
+        with _dynamodb_patch_lock:
+            if undone.is_set():
+                return
+            undone.set()
+            _dynamodb_users -= 1
+            if _dynamodb_users == 0:
+                DynamoHandler.call_action = _dynamodb_original  # type: ignore[method-assign]
+
+    return undo
 
 
 def apply() -> None:
@@ -17,6 +78,8 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    from moto import backends as moto_backends
+    from moto.core.utils import unix_time_millis
     from moto.sqs.models import Queue, SQSBackend
 
     # SQS FIFO: a message group is locked only while one of its messages is in flight, and redelivery starts again
@@ -66,4 +129,33 @@ def apply() -> None:
         return True
 
     Queue.add_message = add_message  # type: ignore[method-assign]
+
+    # SQS: SendMessage and ReceiveMessage cost the same however many messages a queue holds. moto builds the queue's
+    # attributes (with its approximate message counts) four times per message sent and three times per message
+    # received, reading the clock twice per queued message each time; a queue nobody consumes yet (EventsQueue) made
+    # every ingest slower than the one before (1,000 WhatsApp messages: ~180 s). Same counts, one clock read per count.
+    def visible_messages(self: Queue) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed_count(self: Queue) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible_count(self: Queue) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    Queue.messages = property(visible_messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(delayed_count)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(not_visible_count)  # type: ignore[method-assign,assignment]
+
+    # moto's server lists its own package folder (a listdir and ~200 isdir calls) on every request, under its
+    # dispatcher's lock, to tell a service name from a host name. The folder does not change while it runs.
+    moto_modules = tuple(moto_backends.list_of_moto_modules())
+    moto_backends.list_of_moto_modules = lambda: moto_modules
+
+    # DynamoDB: the twin's functions (chat API, ingest, agent API) run concurrently against one moto server; without
+    # this a cancelled transaction of one could undo another's committed write. Kept for the life of the process.
+    serialise_dynamodb()
     _applied = True

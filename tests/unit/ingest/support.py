@@ -17,6 +17,7 @@ import botocore.session
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
+from hilo.local import moto_fidelity
 from hilo.local.template import load_template
 from shared.errors import RetryableError
 from shared.ingest.ports import (
@@ -34,7 +35,7 @@ from shared.ingest.ports import (
     OpenOutcome,
     TimelineRecord,
 )
-from shared.ingest.rules import CONTINUABLE
+from shared.ingest.rules import CONTINUABLE, name_key
 from shared.models.conversation import Conversation
 from shared.models.customer import CustomerProfile
 from shared.models.events import DomainEvent
@@ -60,9 +61,11 @@ def envelope(
     at: datetime = T0,
     provider_message_id: str | None = None,
     text: str = "Hola, el televisor llegó roto",
+    name: str | None = "Mateo",
     **fields: Any,
 ) -> InboundEnvelope:
-    """A valid envelope; the sender is a fresh phone unless given."""
+    """A valid envelope; the sender is a fresh phone unless given. The default name is one word, so the many
+    customers tests create do not share a full name (which would make merge suggestions, ``rules.name_key``)."""
     values: dict[str, Any] = {
         "correlation_id": "req-" + secrets.token_hex(4),
         "kind": kind,
@@ -71,7 +74,7 @@ def envelope(
         "provider_message_id": provider_message_id or f"pm-{secrets.token_hex(8)}",
         "occurred_at": at,
         "received_at": at + timedelta(seconds=1),
-        "sender": Address(value=sender or unique_phone(), name="Mateo Gómez"),
+        "sender": Address(value=sender or unique_phone(), name=name),
         "recipient": Address(value="+5716000000"),
     }
     if kind in (InboundKind.CALL, InboundKind.CALL_ENDED):
@@ -268,6 +271,11 @@ class FakeRepository:
             self.suggestions[key] = suggestion
             return True
 
+    def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
+        with self.lock:
+            named = [c for c, p in self.profiles.items() if name_key(p.display_name) == key and not p.merged_into]
+            return tuple(named[:limit])
+
     def continue_conversation(self, customer_id: str, touch: HeadTouch) -> ContinueOutcome:
         with self.lock:
             head = self.heads.get(customer_id)
@@ -366,22 +374,11 @@ def run_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
 def atomic_dynamodb() -> Iterator[None]:
     """Make moto's DynamoDB execute one request at a time, as DynamoDB's own conditions and transactions are atomic.
 
-    moto checks a condition and then writes, with nothing in between to stop another thread; its
-    ``TransactWriteItems`` deep-copies the whole table first and, when an item fails, restores that copy, undoing
-    whatever other requests wrote meanwhile (and the deep copy itself crashes when a write lands during it).
-    Serialising requests gives the guarantee real DynamoDB gives; the races under test are between OUR requests.
+    The local twin's correction (``hilo.local.moto_fidelity.serialise_dynamodb``, which says why), for as long as
+    the block runs: the races under test are then between OUR requests.
     """
-    from moto.dynamodb.responses import DynamoHandler
-
-    original = DynamoHandler.call_action
-    lock = threading.Lock()
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    undo = moto_fidelity.serialise_dynamodb()
     try:
         yield
     finally:
-        DynamoHandler.call_action = original  # type: ignore[method-assign]
+        undo()

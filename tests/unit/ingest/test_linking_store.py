@@ -191,3 +191,28 @@ def test_two_callers_claiming_one_unclaimed_cedula_at_once_make_one_link_and_one
     suggested = [result for result in results if MERGE_SUGGESTED in result.event_types]
     assert [(r.customer_id,) for r in linked] == [(winner,)]
     assert [(r.customer_id,) for r in suggested] == [(loser,)]
+
+
+def test_a_new_customer_with_the_full_name_of_another_gets_a_suggestion_never_a_merge(aws: Aws) -> None:
+    # Given a customer called Ana María Rojas, and one called just "Ana"
+    ingest, store = aws.ingest(), aws.store()
+    ana = ingest(envelope(sender=unique_phone(), name="Ana María Rojas")).customer_id
+    ingest(envelope(sender=unique_phone(), name="Ana", at=T0 + timedelta(minutes=1)))
+    # When someone new writes as "ANA MARIA ROJAS"
+    faults = Faults().attach(aws.dynamodb)
+    address = f"ana.{secrets.token_hex(3)}@correo.co"
+    new = ingest(envelope(channel="email", provider="ses", sender=address, name="ANA MARIA  ROJAS",
+                          at=T0 + timedelta(hours=1)))  # fmt: skip
+    # Then a weak suggestion (no identifier), one index query more than any new customer, and no merge
+    assert faults.operations == ["GetItem", "TransactWriteItems", "PutItem", "Query", "PutItem"]
+    (suggestion,) = store.merge_suggestions(new.customer_id)
+    assert (suggestion.other_customer_id, suggestion.identity_kinds, suggestion.verified) == (ana, frozenset(), False)
+    assert suggestion.evidence.source == "same_name"
+    assert MERGE_SUGGESTED in new.event_types
+    assert len(aws.items("PROFILE")) == 3
+    # And the next message of the new customer asks nothing more
+    faults.operations.clear()
+    ingest(
+        envelope(channel="email", provider="ses", sender=address, name="ANA MARIA ROJAS", at=T0 + timedelta(hours=2))
+    )
+    assert faults.operations == ["GetItem", "UpdateItem", "PutItem"]

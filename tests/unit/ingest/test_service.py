@@ -41,7 +41,7 @@ def test_a_first_message_creates_the_customer_and_opens_a_conversation(
     ingest: Ingest, repo: FakeRepository, publisher: FakePublisher
 ) -> None:
     # Given a person Hilo has never seen
-    message = envelope(channel="whatsapp", provider="meta")
+    message = envelope(channel="whatsapp", provider="meta", name="Mateo Gómez")
     # When
     result = ingest(message)
     # Then one profile, one conversation, one entry, three events about the same customer

@@ -291,6 +291,12 @@ def test_a_policy_that_does_not_allow_typed_identifiers_leaves_a_suggestion(aws:
     assert store.records(d) == ()
     assert store.records(c) == ()
     assert [suggestion.other_customer_id for suggestion in store.merge_suggestions(c)] == [d]
+    (listed,) = merges.history(c)["suggestions"]
+    assert (listed["other_customer_id"], listed["identity_kinds"], listed["source"]) == (
+        d,
+        ["national_id"],
+        "ivr_digits",
+    )
 
 
 def test_a_never_merge_rule_stops_the_automatic_merge_and_its_suggestion(aws: Aws) -> None:
