@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,3 +97,31 @@ class QueueCollector:
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
+
+
+def whatsapp_text(api_url: str, app_secret: str, wa_id: str, text: str, at: int, name: str = "Ana María") -> None:
+    """POST one WhatsApp text to a running stack's webhook, signed as Meta signs it (``at``: Meta's timestamp)."""
+    from hilo.local import providers
+
+    message = {"from": wa_id, "id": "wamid." + secrets.token_hex(12), "timestamp": str(at), "type": "text",
+               "text": {"body": text}}  # fmt: skip
+    value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "5716017000",
+             "phone_number_id": "1122334455"}, "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+             "messages": [message]}  # fmt: skip
+    document = {"object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
+    body, headers = providers.meta_json(document, app_secret)
+    response = http("POST", f"{api_url}/webhooks/whatsapp", body, headers)
+    assert response.status == 200, response.body
+
+
+def poll_json(url: str, headers: dict[str, str], done: Callable[[Any], Any], timeout: float = 20.0) -> Any:
+    """GET ``url`` until it answers 200 with a body for which ``done`` holds (asynchronous steps: ingest, merges)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http("GET", url, headers=headers)
+        if response.status == 200 and done(response.json()):
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"GET {url} never got there: {response.status} {response.body[:300]!r}")
+        time.sleep(0.3)

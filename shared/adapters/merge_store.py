@@ -214,22 +214,14 @@ class MergeStore(ProfileStore):
         values = from_item(item)
         kind = _lookup_kind(values["kind"])
         key = f"{kind}#{values['sk'].split('#', 2)[2]}"
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=to_item({"pk": f"ID#{key}", "sk": "ID"}),
-                UpdateExpression="SET customer_id = :survivor, moved_by = :merge",
-                ConditionExpression="customer_id = :absorbed OR moved_by = :merge",
-                ExpressionAttributeValues={":survivor": _s(record.survivor_id), ":absorbed": _s(record.absorbed_id),
-                                           ":merge": _s(record.merge_id)},
-            )  # fmt: skip
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-            return None  # the pointer belongs to someone else now (never ours to move)
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return key
+        moved = self._conditional(
+            Key=to_item({"pk": f"ID#{key}", "sk": "ID"}),
+            UpdateExpression="SET customer_id = :survivor, moved_by = :merge",
+            ConditionExpression="customer_id = :absorbed OR moved_by = :merge",
+            ExpressionAttributeValues={":survivor": _s(record.survivor_id), ":absorbed": _s(record.absorbed_id),
+                                       ":merge": _s(record.merge_id)},
+        )  # fmt: skip
+        return key if moved else None  # not moved: the pointer belongs to someone else now (never ours to move)
 
     def _copy_conversation(self, record: MergeRecord, item: dict[str, Any]) -> None:
         """The copy under the survivor takes the conversation's index entries; the original is parked without."""
@@ -262,19 +254,13 @@ class MergeStore(ProfileStore):
         return _indexed(copy) if is_conversation and "gsi1pk" not in copy else copy
 
     def _put_copy(self, item: dict[str, Any], merge_id: str) -> None:
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR merged_from = :merge",
-                ExpressionAttributeValues={":merge": _s(merge_id)},
-            )
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-            # The survivor has its own item under this key (the same message ingested on both): keep its own.
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
+        # Refused when the survivor has its own item under this key (the same message ingested on both): keep it.
+        self._conditionally(
+            "put_item",
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR merged_from = :merge",
+            ExpressionAttributeValues={":merge": _s(merge_id)},
+        )
 
     def _apply_head(self, record: MergeRecord, plan: HeadPlan) -> None:
         """Write the survivor's head as planned, unless a message moved it meanwhile (then re-plan that much)."""
@@ -540,24 +526,13 @@ class MergeStore(ProfileStore):
             head.conversation_id == record.into_conversation_id and untouched
         )
         if made_by_merge and (head.conversation_id in absorbed_conversations or untouched):
-            self._conditional_put(
-                before,
-                "conversation_id = :seen AND last_message_at = :seen_at",
-                {":seen": _s(head.conversation_id), ":seen_at": to_attribute(head.last_message_at)},
-            )
-
-    def _conditional_put(self, item: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
-        try:
-            self.client.put_item(
-                TableName=self.table_name, Item=item, ConditionExpression=condition, ExpressionAttributeValues=values
-            )
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-            return False
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return True
+            self._conditionally(
+                "put_item",
+                Item=before,
+                ConditionExpression="conversation_id = :seen AND last_message_at = :seen_at",
+                ExpressionAttributeValues={":seen": _s(head.conversation_id),
+                                           ":seen_at": to_attribute(head.last_message_at)},
+            )  # fmt: skip
 
     def _unpark(self, absorbed: str, sk: str) -> None:
         """Give the absorbed profile's conversation its index entries back."""
@@ -667,36 +642,24 @@ class MergeStore(ProfileStore):
             "summary": summary,
             "actor": actor.model_dump(mode="json", exclude_none=True),
         }
-        try:
-            self.client.put_item(
-                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
+        self._conditionally("put_item", Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
 
     def _delete(self, item: Mapping[str, Any], merge_id: str) -> None:
-        self._conditional_delete(item, merge_id)
-
-    def _conditional_delete(self, item: Mapping[str, Any], merge_id: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key={"pk": item["pk"], "sk": item["sk"]},
-                ConditionExpression="merged_from = :merge",
-                ExpressionAttributeValues={":merge": _s(merge_id)},
-            )
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
+        """Delete a copy this merge made (never the survivor's own item)."""
+        self._conditionally(
+            "delete_item",
+            Key={"pk": item["pk"], "sk": item["sk"]},
+            ConditionExpression="merged_from = :merge",
+            ExpressionAttributeValues={":merge": _s(merge_id)},
+        )
 
     def _conditional(self, **request: Any) -> bool:
+        return self._conditionally("update_item", **request)
+
+    def _conditionally(self, operation: str, **request: Any) -> bool:
+        """One conditional write; False when its condition did not hold (the state it guards against, or done)."""
         try:
-            self.client.update_item(TableName=self.table_name, **request)
+            getattr(self.client, operation)(TableName=self.table_name, **request)
         except ClientError as error:
             if _code(error) != _CONDITION_FAILED:
                 raise _translated(error) from error

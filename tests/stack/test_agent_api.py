@@ -13,7 +13,7 @@ import pytest
 from hilo.local import providers
 from hilo.local.stack import LocalStack
 from tests.conftest import TEST_CONFIG
-from tests.helpers import HttpResult, http
+from tests.helpers import HttpResult, http, poll_json, whatsapp_text
 
 pytestmark = pytest.mark.stack
 
@@ -33,27 +33,11 @@ def call_from(stack: LocalStack, phone: str) -> None:
 
 
 def whatsapp_from(stack: LocalStack, wa_id: str, text: str) -> None:
-    a_minute_later = str(int(time.time()) + 60)
-    message = {"from": wa_id, "id": "wamid." + secrets.token_hex(12), "timestamp": a_minute_later, "type": "text",
-               "text": {"body": text}}  # fmt: skip
-    value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "5716017000",
-             "phone_number_id": "1122334455"}, "contacts": [{"profile": {"name": "Ana María"}, "wa_id": wa_id}],
-             "messages": [message]}  # fmt: skip
-    document = {"object": "whatsapp_business_account",
-                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
-    body, headers = providers.meta_json(document, TEST_CONFIG["HILO_META_APP_SECRET"])
-    assert http("POST", f"{stack.api_url}/webhooks/whatsapp", body, headers).status == 200
+    whatsapp_text(stack.api_url, TEST_CONFIG["HILO_META_APP_SECRET"], wa_id, text, int(time.time()) + 60)
 
 
 def wait_for(stack: LocalStack, path: str, done: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = agent_get(stack, path)
-        if response.status == 200 and done(response.json()):
-            return response.json()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"GET {path} never got there: {response.status} {response.body[:300]!r}")
-        time.sleep(0.3)
+    return poll_json(f"{stack.api_url}{path}", AGENT, done, timeout)
 
 
 def test_a_call_then_whatsapp_from_one_number_is_one_customer_and_one_case(hilo_stack: LocalStack) -> None:

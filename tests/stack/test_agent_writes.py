@@ -17,7 +17,7 @@ import pytest
 from hilo.local import providers
 from hilo.local.stack import LocalStack
 from tests.conftest import ROOT, TEST_CONFIG, start_stack
-from tests.helpers import HttpResult, http
+from tests.helpers import HttpResult, http, poll_json, whatsapp_text
 
 pytestmark = pytest.mark.stack
 
@@ -44,14 +44,7 @@ def agent(stack: LocalStack, method: str, path: str, body: Any = None, *, key: s
 
 
 def wait_for(stack: LocalStack, path: str, done: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = agent(stack, "GET", path)
-        if response.status == 200 and done(response.json()):
-            return response.json()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"GET {path} never got there: {response.status} {response.body[:300]!r}")
-        time.sleep(0.3)
+    return poll_json(f"{stack.api_url}{path}", {"authorization": f"Bearer {TOKEN}"}, done, timeout)
 
 
 def call_with_ivr(stack: LocalStack, phone: str, digits: str | None = None) -> None:
@@ -67,18 +60,6 @@ def call_with_ivr(stack: LocalStack, phone: str, digits: str | None = None) -> N
         assert http("POST", url, body, headers).status == 200
 
 
-def whatsapp(stack: LocalStack, wa_id: str, text: str, at: int) -> None:
-    message = {"from": wa_id, "id": "wamid." + secrets.token_hex(12), "timestamp": str(at), "type": "text",
-               "text": {"body": text}}  # fmt: skip
-    value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": STORE_LINE.lstrip("+"),
-             "phone_number_id": "1122334455"}, "contacts": [{"profile": {"name": "Ana María"}, "wa_id": wa_id}],
-             "messages": [message]}  # fmt: skip
-    document = {"object": "whatsapp_business_account",
-                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
-    body, headers = providers.meta_json(document, TEST_CONFIG["HILO_META_APP_SECRET"])
-    assert http("POST", f"{stack.api_url}/webhooks/whatsapp", body, headers).status == 200
-
-
 def a_caller(stack: LocalStack) -> tuple[str, str]:
     """A customer made by a call: (their phone, their customer id)."""
     phone = f"+57300{secrets.randbelow(10**7):07d}"
@@ -92,7 +73,13 @@ def test_the_clerk_finds_the_caller_by_cedula_and_the_visit_continues_their_case
     phone, cedula = f"+57300{secrets.randbelow(10**7):07d}", f"10{secrets.randbelow(10**8):08d}"
     call_with_ivr(co_stack, phone, cedula)
     time.sleep(1.1)  # WhatsApp's timestamp has whole seconds: let it fall after the call
-    whatsapp(co_stack, phone.lstrip("+"), "Les mando la foto del televisor roto", int(time.time()))
+    whatsapp_text(
+        co_stack.api_url,
+        TEST_CONFIG["HILO_META_APP_SECRET"],
+        phone.lstrip("+"),
+        "Les mando la foto del televisor roto",
+        int(time.time()),
+    )
     # When a clerk types the cédula, dotted as it is printed on the card
     dotted = f"{cedula[:1]}.{cedula[1:4]}.{cedula[4:7]}.{cedula[7:]}"
     both = ["voice", "whatsapp"]

@@ -18,7 +18,7 @@ import pytest
 from hilo.local import providers
 from hilo.local.stack import LocalStack
 from tests.conftest import TEST_CONFIG
-from tests.helpers import HttpResult, http
+from tests.helpers import HttpResult, http, poll_json, whatsapp_text
 from tests.stack.test_email_inbound import AUTH, BOUNDARY, envelope_field, form
 
 pytestmark = pytest.mark.stack
@@ -33,14 +33,7 @@ def agent(stack: LocalStack, method: str, path: str, body: Any = None, **headers
 
 
 def eventually(stack: LocalStack, path: str, done: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = agent(stack, "GET", path)
-        if response.status == 200 and done(response.json()):
-            return response.json()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"GET {path} never got there: {response.status} {response.body[:300]!r}")
-        time.sleep(0.3)
+    return poll_json(f"{stack.api_url}{path}", AGENT, done, timeout)
 
 
 def twin_now(stack: LocalStack) -> float:
@@ -60,18 +53,6 @@ def voice(stack: LocalStack, path: str, params: dict[str, str]) -> None:
     url = f"{stack.api_url}{path}"
     body, headers = providers.twilio_form(url, params, TEST_CONFIG["HILO_TWILIO_AUTH_TOKEN"])
     assert http("POST", url, body, headers).status == 200
-
-
-def whatsapp(stack: LocalStack, wa_id: str, at: int, text: str) -> None:
-    message = {"from": wa_id, "id": "wamid." + secrets.token_hex(12), "timestamp": str(at), "type": "text",
-               "text": {"body": text}}  # fmt: skip
-    value = {"messaging_product": "whatsapp", "metadata": {"display_phone_number": STORE.lstrip("+"),
-             "phone_number_id": "1122334455"}, "contacts": [{"profile": {"name": "Ana María"}, "wa_id": wa_id}],
-             "messages": [message]}  # fmt: skip
-    document = {"object": "whatsapp_business_account",
-                "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}  # fmt: skip
-    body, headers = providers.meta_json(document, TEST_CONFIG["HILO_META_APP_SECRET"])
-    assert http("POST", f"{stack.api_url}/webhooks/whatsapp", body, headers).status == 200
 
 
 def email_from(stack: LocalStack, sender: str, at: int, text: str) -> None:
@@ -100,7 +81,13 @@ def test_every_channel_lands_in_one_profile_and_one_case_in_order(hilo_stack: Lo
     customer_id = eventually(hilo_stack, by_cedula, lambda body: True)["customer"]["id"]
 
     # 2. WhatsApp from the same number
-    whatsapp(hilo_stack, f"57{national}", next_second(hilo_stack), "Les mando la foto del televisor")
+    whatsapp_text(
+        hilo_stack.api_url,
+        TEST_CONFIG["HILO_META_APP_SECRET"],
+        f"57{national}",
+        "Les mando la foto del televisor",
+        next_second(hilo_stack),
+    )
 
     # 3. The web chat: the customer gives their e-mail and number in the chat form, then writes
     next_second(hilo_stack)
