@@ -28,6 +28,7 @@ from shared.models.customer import Consent, CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import IdentityKind
 from shared.models.timeline import Actor
+from shared.outbound.consent import merge_consents
 
 SOURCE: Final = "hilo.merge"
 MERGED: Final = "customer.merged"
@@ -181,17 +182,12 @@ def combined_profile(survivor: CustomerProfile, absorbed: CustomerProfile, at: d
     it is the customer's latest choice (an opt-out given on the absorbed profile's channel stays an opt-out).
     """
     attributes = {**absorbed.attributes, **survivor.attributes}
-    consents: dict[tuple[Channel, str], Consent] = {}
-    for consent in (*survivor.consents, *absorbed.consents):
-        key = (consent.channel, str(consent.purpose))
-        if key not in consents or consent.at > consents[key].at:
-            consents[key] = consent
     return survivor.model_copy(
         update={
             "display_name": survivor.display_name or absorbed.display_name,
             "time_zone": survivor.time_zone or absorbed.time_zone,
             "attributes": attributes,
-            "consents": tuple(consents.values()),
+            "consents": merge_consents(survivor.consents, absorbed.consents),
             "updated_at": max(at, survivor.updated_at),
         }
     )
