@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -44,7 +44,7 @@ from shared.ingest.ports import (
 from shared.ingest.rules import name_key
 from shared.models.common import Channel, sortable_timestamp
 from shared.models.conversation import Conversation, ConversationStatus
-from shared.models.customer import CustomerProfile
+from shared.models.customer import Consent, CustomerProfile
 from shared.models.identity import Identity, IdentityKind
 from shared.models.message import Message
 from shared.models.timeline import TimelineEntry
@@ -465,6 +465,44 @@ class ProfileStore:
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return True
+
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> str:
+        """Read the profile's consents and version, write the merged list under ``version = :seen``; retry a race.
+
+        Rare (a keyword message): a consistent GetItem and a conditional UpdateItem. Applying the same records again
+        writes the same list, so a redelivered BAJA changes nothing.
+        """
+        from shared.outbound.consent import merge_consents
+
+        key = to_item({"pk": customer_pk(customer_id), "sk": "PROFILE"})
+        for _attempt in range(4):
+            found = self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True,
+                               ProjectionExpression="consents, version, locale")  # fmt: skip
+            if "Item" not in found:
+                raise RetryableError("The customer's profile cannot be read yet; try again.")
+            values = from_item(found["Item"])
+            held = [Consent.model_validate(consent) for consent in values.get("consents") or ()]
+            merged = merge_consents(held, consents)
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    UpdateExpression="SET consents = :consents, version = :next",
+                    ConditionExpression="version = :seen",
+                    ExpressionAttributeValues=to_item({
+                        ":consents": [consent.model_dump(mode="json") for consent in merged],
+                        ":next": int(values["version"]) + 1,
+                        ":seen": int(values["version"]),
+                    }),
+                )  # fmt: skip
+            except ClientError as error:
+                if _code(error) != _CONDITION_FAILED:
+                    raise _translated(error) from error
+                continue  # someone saved the profile meanwhile: merge again onto theirs
+            except BotoCoreError as error:
+                raise RetryableError("The profile table is unavailable; try again.") from error
+            return str(values.get("locale") or "es")
+        raise RetryableError("The customer's profile kept changing; try again.")
 
     def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
         """Pattern 25: up to ``limit`` live (not merged) customers whose name has this ``name_key``."""

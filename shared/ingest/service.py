@@ -62,10 +62,12 @@ from shared.models.identity import Identity
 from shared.models.inbound import InboundEnvelope, InboundKind
 from shared.models.timeline import Actor, ActorKind
 from shared.observability import logger
+from shared.outbound.consent import read_keyword
 
 SOURCE: Final = "hilo.ingest"
 IDENTITY_LINKED: Final = "customer.identity_linked"
 MERGE_SUGGESTED: Final = "customer.merge_suggested"
+CONSENT_CHANGED: Final = "consent.changed"
 #: Decisions retried when another message moved the head between our read and our write.
 _ATTEMPTS: Final = 4
 #: Message content travels in the event only while it is small; consumers read the timeline entry otherwise.
@@ -229,6 +231,7 @@ class Ingest:
         linking = self._link(envelope, keys, customer_id, given) if given else []
         if customer_id == keys.customer_id:  # this message created the customer (now, or on an earlier delivery)
             linking += self._same_name(envelope, keys, customer_id)
+        linking += self._keyword(envelope, keys, customer_id)
         return self._finish(envelope, keys, customer_id, conversation_id, duplicate, linking)
 
     def _land(self, envelope: InboundEnvelope, identity: Identity, keys: MessageKeys) -> tuple[str, str, bool]:
@@ -298,6 +301,37 @@ class Ingest:
             if recorded:
                 events.append(self._suggested_event(envelope, keys, suggestion))
         return events
+
+    def _keyword(self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str) -> list[DomainEvent]:
+        """An opt-out or opt-in keyword ("BAJA", "STOP", "ALTA"): the consents go on the profile at once, and a
+        ``consent.changed`` event carries the confirmation for the sender to deliver (unless the provider does).
+
+        Pure and request-free for every other message. A redelivery applies the same records (nothing changes) and
+        re-publishes the event under the same id.
+        """
+        if envelope.kind != InboundKind.MESSAGE or len(envelope.parts) != 1:
+            return []
+        (part,) = envelope.parts
+        text = getattr(part, "text", None)
+        intent = read_keyword(text, channel=envelope.channel, at=envelope.occurred_at) if text else None
+        if intent is None:
+            return []
+        if intent.consents:
+            locale = self.repository.apply_consents(customer_id, intent.consents)
+            if locale != "es":
+                intent = read_keyword(text, channel=envelope.channel, at=envelope.occurred_at, locale=locale) or intent
+        data: dict[str, Any] = {
+            "kind": str(intent.kind),
+            "keyword": intent.keyword,
+            "channel": str(intent.channel),
+            "consents": [consent.model_dump(mode="json") for consent in intent.consents],
+            "reply": intent.reply,
+            "language": intent.language,
+            "provider_replies": intent.provider_replies,
+        }
+        logger.info("consent keyword", extra={"customer_id": customer_id, "kind": str(intent.kind),
+                                              "channel": str(intent.channel), "keyword": intent.keyword})  # fmt: skip
+        return [self._event(envelope, keys, CONSENT_CHANGED, customer_id, data)]
 
     def _same_name(self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str) -> list[DomainEvent]:
         """A new customer whose full name another profile has: a weak signal, so a suggestion, never a merge.

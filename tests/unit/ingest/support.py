@@ -37,11 +37,12 @@ from shared.ingest.ports import (
 )
 from shared.ingest.rules import CONTINUABLE, name_key
 from shared.models.conversation import Conversation
-from shared.models.customer import CustomerProfile
+from shared.models.customer import Consent, CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import Identity, IdentityKind
 from shared.models.inbound import CallDetails, InboundEnvelope, InboundKind
 from shared.models.message import Address, MediaPart, ReactionPart, TextPart
+from shared.outbound.consent import merge_consents
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -270,6 +271,13 @@ class FakeRepository:
                 return False
             self.suggestions[key] = suggestion
             return True
+
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> str:
+        with self.lock:
+            profile = self.profiles[customer_id]
+            merged = merge_consents(profile.consents, consents)
+            self.profiles[customer_id] = profile.model_copy(update={"consents": merged, "version": profile.version + 1})
+            return profile.locale
 
     def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
         with self.lock:
