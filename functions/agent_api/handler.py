@@ -84,12 +84,13 @@ def body(model: type[BodyT]) -> BodyT:
         raise Unprocessable("The request body is not valid.", details=validation_details(error)) from error
 
 
+def json_response(status: int, payload: Any) -> Response[str]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))  # fmt: skip
+
+
 def answer(written: Written) -> Response[str]:
-    return Response(
-        status_code=201 if written.created else 200,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(written.body, separators=(",", ":"), ensure_ascii=False),
-    )
+    return json_response(201 if written.created else 200, written.body)
 
 
 def query() -> dict[str, str]:
@@ -139,17 +140,12 @@ def link_identity(customer_id: str) -> Response[str]:
     return answer(ports().writes.link_identity(customer_id, body(IdentityBody), who))
 
 
-def accepted(payload: dict[str, Any]) -> Response[str]:
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))  # fmt: skip
-
-
 @app.post("/v1/customers/<customer_id>/merge")
 def merge(customer_id: str) -> Response[str]:
     actor = Actor(kind=ActorKind.AGENT, id=agent().agent_id)
     request = body(MergeBody)
     evidence = MergeEvidence(source="agent", actor=actor, reason=request.reason, at=now())
-    return accepted(record_view(ports().merges.request(customer_id, request.other_customer_id, evidence)))
+    return json_response(202, record_view(ports().merges.request(customer_id, request.other_customer_id, evidence)))
 
 
 @app.post("/v1/customers/<customer_id>/unmerge")
@@ -159,7 +155,7 @@ def unmerge(customer_id: str) -> Response[str]:
     record = ports().merges.unmerge(
         customer_id, request.merge_id, actor, reason=request.reason, never_merge=request.never_merge
     )
-    return accepted(record_view(record))
+    return json_response(202, record_view(record))
 
 
 @app.post("/v1/customers/<customer_id>/never-merge")

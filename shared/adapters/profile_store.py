@@ -653,7 +653,12 @@ class ProfileStore:
 
     def record(self, record: TimelineRecord) -> AlreadyRecorded | None:
         """Pattern 5: the conditional put of the entry, which is the dedup."""
-        item = to_item(_timeline_item(record))
+        old = self._put_new(to_item(_timeline_item(record)))
+        return None if old is None else AlreadyRecorded(from_item(old).get("conversation_id"))
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Put ``item`` unless its key exists: None when written, else the item as stored (from ``ALL_OLD``, or a
+        strongly consistent read when DynamoDB did not return it), which tells a retry what the first write was."""
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -664,10 +669,14 @@ class ProfileStore:
         except ClientError as error:
             if _code(error) != _CONDITION_FAILED:
                 raise _translated(error) from error
-            old = error.response.get("Item")
-            if old:
-                return AlreadyRecorded(from_item(old).get("conversation_id"))
-            return AlreadyRecorded(self._stored_conversation(item))
+            old: dict[str, Any] | None = error.response.get("Item")
+            if not old:
+                found = self._call("get_item", TableName=self.table_name,
+                                   Key={"pk": item["pk"], "sk": item["sk"]}, ConsistentRead=True)  # fmt: skip
+                old = found.get("Item")
+            if not old:
+                raise RetryableError("The item exists but cannot be read yet; try again.") from error
+            return old
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return None
@@ -816,28 +825,8 @@ class ProfileStore:
         A conditional ``PutItem`` (``ReturnValuesOnConditionCheckFailure=ALL_OLD``): of two requests with one key,
         one claims it and the other gets the claim as stored, so both go on with the same entry time and id.
         """
-        item = to_item(_claim_item(customer_id, claim))
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-            old = error.response.get("Item")
-            if not old:
-                found = self._call("get_item", TableName=self.table_name,
-                                   Key={"pk": item["pk"], "sk": item["sk"]}, ConsistentRead=True)  # fmt: skip
-                old = found.get("Item")
-            if not old:
-                raise RetryableError("The request's claim cannot be read yet; try again.") from error
-            return _claim(from_item(old))
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return None
+        old = self._put_new(to_item(_claim_item(customer_id, claim)))
+        return None if old is None else _claim(from_item(old))
 
     def timeline_entry(self, customer_id: str, occurred_at: datetime, entry_id: str) -> StoredEntry | None:
         """One timeline entry by its key (strongly consistent: it is read right after a write raced with ours)."""

@@ -16,7 +16,14 @@ from shared.adapters.event_publisher import EventPublisher
 from shared.adapters.profile_store import ProfileStore
 from shared.identity import Normaliser
 from shared.ingest.service import Ingest
-from tests.unit.ingest.support import FakeClock, atomic_dynamodb, aws_client, profile_table_definition
+from tests.unit.ingest.support import (
+    FakeClock,
+    FakePublisher,
+    FakeRepository,
+    atomic_dynamodb,
+    aws_client,
+    profile_table_definition,
+)
 
 
 @dataclass
@@ -72,6 +79,23 @@ def _provision(endpoint: str | None) -> Aws:
     events.create_event_bus(Name="hilo-integrations")
     s3.create_bucket(Bucket="hilo-payloads")
     return Aws(dynamodb, sqs, events, s3, table, queue_url, "hilo-integrations", "hilo-payloads", FakeClock())
+
+
+@pytest.fixture
+def repo() -> FakeRepository:
+    """The in-memory profile table (same rules as the DynamoDB adapter)."""
+    return FakeRepository()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def ingest(repo: FakeRepository, publisher: FakePublisher) -> Ingest:
+    """Ingest on the fakes, as the function builds it (Colombian default region, 72-hour reopen window)."""
+    return Ingest(repo, publisher, Normaliser("CO"), FakeClock())
 
 
 @pytest.fixture

@@ -7,27 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared.identity import Normaliser
 from shared.ingest.service import CONSENT_CHANGED, Ingest
 from shared.models.common import Channel
 from shared.models.customer import ConsentPurpose, ConsentStatus
 from tests.unit.ingest.conftest import Aws
-from tests.unit.ingest.support import T0, FakeClock, FakePublisher, FakeRepository, Faults, envelope, unique_phone
-
-
-@pytest.fixture
-def repo() -> FakeRepository:
-    return FakeRepository()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def ingest(repo: FakeRepository, publisher: FakePublisher) -> Ingest:
-    return Ingest(repo, publisher, Normaliser("CO"), FakeClock())
+from tests.unit.ingest.support import T0, FakePublisher, FakeRepository, Faults, envelope, unique_phone
 
 
 def statuses(repo: FakeRepository, customer_id: str) -> dict[tuple[Channel, ConsentPurpose], ConsentStatus]:

@@ -18,7 +18,7 @@ from shared.models.common import Channel
 from shared.models.identity import IdentityKind
 from shared.models.inbound import CallDetails, InboundEnvelope, InboundKind
 from shared.models.message import ContactPart
-from tests.unit.ingest.support import T0, FakeClock, FakePublisher, FakeRepository, envelope, unique_phone
+from tests.unit.ingest.support import T0, FakePublisher, FakeRepository, envelope, unique_phone
 
 CEDULA = "1020304050"
 
@@ -157,21 +157,6 @@ def test_a_new_source_is_one_function_and_each_identifier_is_given_once() -> Non
 
 
 # ------------------------------------------------------------------------------------------ the use case on fakes
-
-
-@pytest.fixture
-def repo() -> FakeRepository:
-    return FakeRepository()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def ingest(repo: FakeRepository, publisher: FakePublisher) -> Ingest:
-    return Ingest(repo, publisher, Normaliser("CO"), FakeClock())
 
 
 def test_an_unclaimed_identifier_is_linked_to_the_sender(

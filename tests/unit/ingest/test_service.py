@@ -22,21 +22,6 @@ from tests.unit.ingest.support import (
 )
 
 
-@pytest.fixture
-def repo() -> FakeRepository:
-    return FakeRepository()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def ingest(repo: FakeRepository, publisher: FakePublisher) -> Ingest:
-    return Ingest(repo, publisher, Normaliser("CO"), FakeClock(), reopen_window=timedelta(hours=72))
-
-
 def test_a_first_message_creates_the_customer_and_opens_a_conversation(
     ingest: Ingest, repo: FakeRepository, publisher: FakePublisher
 ) -> None:
