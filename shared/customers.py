@@ -175,7 +175,12 @@ def card_json(card: Any) -> dict[str, Any]:
 
 #: Attributes stored beside a timeline entry that an agent reads: a call's details, an e-mail's subject and raw
 #: message, a visit's store, a note's full text.
-_SHOWN_EXTRAS: Final = ("call", "subject", "raw_ref", "store", "text")
+_SHOWN_EXTRAS: Final = (
+    "call", "subject", "raw_ref", "store", "text",
+    # outbound (docs/outbound.md, "The message on the timeline")
+    "purpose", "template_id", "whatsapp_template", "deferred_until", "outcome_reason", "outcome_detail",
+    "fallback_of", "fallback_message_id",
+)  # fmt: skip
 
 
 def entry_json(stored: Any) -> dict[str, Any]:

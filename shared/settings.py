@@ -34,6 +34,27 @@ class Settings(BaseModel):
     meta_graph_url: str = Field("https://graph.facebook.com", alias="HILO_META_GRAPH_URL")
     telegram_api_url: str = Field("https://api.telegram.org", alias="HILO_TELEGRAM_API_URL")
     sendgrid_api_url: str = Field("https://api.sendgrid.com", alias="HILO_SENDGRID_API_URL")
+    # Sending (issue #5). Credentials are SecretStr; addresses and ids are not secret.
+    twilio_account_sid: str | None = Field(None, alias="HILO_TWILIO_ACCOUNT_SID", pattern=r"^AC[0-9a-fA-F]{32}$")
+    #: Our SMS sender: an E.164 number or alphanumeric sender id (``From``), used when the customer wrote to no
+    #: particular number. A Messaging Service SID (``MG…``) is accepted too.
+    twilio_sms_from: str | None = Field(None, alias="HILO_TWILIO_SMS_FROM")
+    #: Our WhatsApp number on Twilio (``+1415…``, sent as ``whatsapp:+1415…``); set it to send WhatsApp via Twilio.
+    twilio_whatsapp_from: str | None = Field(None, alias="HILO_TWILIO_WHATSAPP_FROM")
+    #: Our RCS agent on Twilio (``rcs:brand_agent`` or a Messaging Service SID).
+    twilio_rcs_from: str | None = Field(None, alias="HILO_TWILIO_RCS_FROM")
+    #: Who carries WhatsApp: Meta's Cloud API (``meta``) or Twilio (``twilio``).
+    whatsapp_provider: Literal["meta", "twilio"] = Field("meta", alias="HILO_WHATSAPP_PROVIDER")
+    #: A system-user access token with ``whatsapp_business_messaging`` (Cloud API).
+    meta_access_token: SecretStr | None = Field(None, alias="HILO_META_ACCESS_TOKEN")
+    whatsapp_phone_number_id: str | None = Field(None, alias="HILO_WHATSAPP_PHONE_NUMBER_ID", pattern=r"^[0-9]{1,32}$")
+    #: The Page access token for Messenger and Instagram (Send API, ``/me/messages``).
+    meta_page_access_token: SecretStr | None = Field(None, alias="HILO_META_PAGE_ACCESS_TOKEN")
+    meta_graph_version: str = Field("v21.0", alias="HILO_META_GRAPH_VERSION", pattern=r"^v[0-9]{1,3}\.[0-9]$")
+    telegram_bot_token: SecretStr | None = Field(None, alias="HILO_TELEGRAM_BOT_TOKEN")
+    #: The verified SES identity e-mail leaves from: ``Tienda <ayuda@tienda.co>`` or ``ayuda@tienda.co``.
+    email_from: str | None = Field(None, alias="HILO_EMAIL_FROM")
+    ses_configuration_set: str | None = Field(None, alias="HILO_SES_CONFIGURATION_SET")
     #: Hours after a conversation's last message during which a new message, on any channel, continues it.
     reopen_window_hours: int = Field(72, alias="HILO_REOPEN_WINDOW_HOURS", ge=1, le=24 * 90)
     #: When a customer gives an identifier another profile holds, merge the two: for any strong identifier

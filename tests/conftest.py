@@ -96,5 +96,10 @@ def inbound_queue(hilo_stack: LocalStack) -> QueueCollector:
 
 @pytest.fixture(scope="session")
 def status_queue(hilo_stack: LocalStack) -> QueueCollector:
-    """Everything webhooks put on StatusQueue during the session."""
-    return QueueCollector(hilo_stack.client("sqs"), hilo_stack.physical_id("StatusQueue"))
+    """Everything webhooks put on StatusQueue during the session, as StatusFunction's poller receives it."""
+    poller = next((p for p in hilo_stack.pollers if p.mapping.function == "StatusFunction"), None)
+    return QueueCollector(
+        hilo_stack.client("sqs"),
+        hilo_stack.physical_id("StatusQueue"),
+        consumer_sqs=poller.sqs if poller is not None else None,
+    )

@@ -1,7 +1,8 @@
 """The agent API (HTTP API, behind the AgentJwt authorizer): find a customer by any identifier, their card, timeline
 and conversations, a conversation by id; record an in-store visit or a note, link an identifier (201 created, 200
 when an earlier request with the same idempotency key did it); merge two profiles, undo a merge, keep two apart
-(202: recorded here, carried out by the merge function)."""
+(202: recorded here, carried out by the merge function); send a message to a customer or reply in a conversation
+(202: decided and queued, or deferred; 409 when the rules forbid it)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ from shared.identity.normaliser import Normaliser
 from shared.merge_wiring import merges_from_environment
 from shared.merging import MergeBody, MergeEvidence, Merges, NeverMergeBody, UnmergeBody, record_view
 from shared.models.timeline import Actor, ActorKind
+from shared.outbound.replies import AgentSends, SendAnswer, SendBody
+from shared.outbound.wiring import outbound_from_environment
 
 app = create_app()
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -48,6 +51,7 @@ class Ports:
     queries: CustomerQueries
     writes: AgentWrites
     merges: Merges
+    sends: AgentSends
 
 
 @functools.cache
@@ -59,7 +63,8 @@ def ports() -> Ports:
     publisher = EventPublisher(os.environ["EVENTS_QUEUE_URL"], os.environ["EVENT_BUS_NAME"])
     writes = AgentWrites(store, publisher, normaliser, now, reopen_window=timedelta(hours=config.reopen_window_hours))
     merges = merges_from_environment(os.environ, config)
-    return Ports(settings, CustomerQueries(store, normaliser), writes, merges)
+    sends = AgentSends(store, outbound_from_environment(os.environ, config), now)
+    return Ports(settings, CustomerQueries(store, normaliser), writes, merges, sends)
 
 
 def queries() -> CustomerQueries:
@@ -120,6 +125,22 @@ def customer_conversations(customer_id: str) -> dict[str, Any]:
 @app.get("/v1/conversations/<conversation_id>")
 def conversation(conversation_id: str) -> dict[str, Any]:
     return queries().conversation(conversation_id)
+
+
+@app.post("/v1/conversations/<conversation_id>/messages")
+def reply(conversation_id: str) -> Response[str]:
+    who = agent()
+    return sent(ports().sends.reply(conversation_id, body(SendBody), who))
+
+
+@app.post("/v1/customers/<customer_id>/messages")
+def send_to_customer(customer_id: str) -> Response[str]:
+    who = agent()
+    return sent(ports().sends.send(customer_id, body(SendBody), who))
+
+
+def sent(answer: SendAnswer) -> Response[str]:
+    return json_response(answer.status, answer.body)
 
 
 @app.post("/v1/customers/<customer_id>/visits")

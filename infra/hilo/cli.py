@@ -49,6 +49,7 @@ def _dev(args: argparse.Namespace) -> int:
         parameters=dict(args.parameter or []),
         concurrency=args.concurrency,
         pretty_logs=not args.json_logs,
+        fake_providers=not args.no_fake_providers,
     )
     stack = LocalStack(config)
     stopped = threading.Event()
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--parameter", action="append", type=_parameter, metavar="NAME=VALUE", help="template parameter")
     dev.add_argument("--concurrency", type=int, default=2, help="warm workers per function (default 2)")
     dev.add_argument("--json-logs", action="store_true", help="print functions' logs as raw JSON lines")
+    dev.add_argument(
+        "--no-fake-providers",
+        action="store_true",
+        help="no fake Twilio/Meta/Telegram server (it is skipped anyway when a HILO_*_API_URL is set)",
+    )
     dev.set_defaults(run=_dev)
 
     clock = commands.add_parser("clock", help="read or move the local stack's clock (local mode only)")

@@ -160,7 +160,37 @@ def broken_tv(target: Target, out: TextIO, *, phone: str | None = None, cedula: 
         say(f"  and records the visit on it: {visit['channel']} {visit['summary']} (case {visit['conversation_id']}).")
     else:
         say(f"At the store, the cédula {cedula} does not find them ({status}).")
-    return {"card": card, "timeline": timeline, "by_national_id": (status, by_id), "visit": visit}
+    reply = _confirm_appointment(target, customer["id"], current["id"], call_sid, say, timeout=timeout)
+    return {"card": card, "timeline": timeline, "by_national_id": (status, by_id), "visit": visit, "reply": reply}
+
+
+def _confirm_appointment(
+    target: Target, customer_id: str, conversation_id: str, key: str, say: Callable[[str], None], *, timeout: float
+) -> Any:
+    """The agent confirms the appointment in the conversation (it goes where the customer last wrote: WhatsApp) and
+    the demo follows the message to ``read`` (locally the fake provider posts Meta's signed status callbacks)."""
+    appointment = {"starts_at": "2026-03-07T15:00:00Z", "store": "Unicentro Bogotá"}
+    body = json.dumps({"template_id": "cita_confirmada", "vars": appointment}).encode()
+    headers = {"authorization": f"Bearer {target.secrets['HILO_DEV_TOKEN']}", "content-type": "application/json",
+               "idempotency-key": f"demo-reply-{key}"}  # fmt: skip
+    status, answer = _send("POST", f"{target.api_url}/v1/conversations/{conversation_id}/messages", body, headers)
+    if status not in (200, 202):
+        raise DemoError(f"the agent's reply: {status} {answer[:200]!r}")
+    sent = json.loads(answer)
+    say(f"The agent confirms the appointment: {sent['status']} on {sent['channel']} ({sent['message_id']})")
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, timeline = _agent_get(target, f"/v1/customers/{customer_id}/timeline")
+        entry = next((e for e in timeline.get("entries", []) if e.get("message_id") == sent["message_id"]), None)
+        history = [step["status"] for step in ((entry or {}).get("message") or {}).get("status_history", [])]
+        for step in history[len(seen) :]:
+            say(f"  ...{step}")
+        seen = history
+        if history and history[-1] in ("read", "failed"):
+            break
+        time.sleep(0.3)
+    return {**sent, "status_history": seen}
 
 
 def _record_visit(target: Target, customer_id: str, key: str) -> Any:

@@ -1,4 +1,4 @@
-"""Sends one pydantic command to a standard SQS queue, optionally delayed (MergeQueue's sweeps)."""
+"""Sends one pydantic command to an SQS queue: standard (optionally delayed, MergeQueue's sweeps) or FIFO."""
 
 from __future__ import annotations
 
@@ -21,14 +21,23 @@ class CommandQueue:
         self.queue_url = queue_url
         self._sqs = sqs
 
-    def send(self, command: BaseModel, delay_seconds: int = 0) -> None:
-        """Enqueue ``command`` as JSON, visible after ``delay_seconds`` (0-900); RetryableError if SQS fails."""
+    def send(
+        self, command: BaseModel, delay_seconds: int = 0, *, group_id: str | None = None, dedup_id: str | None = None
+    ) -> None:
+        """Enqueue ``command`` as JSON; RetryableError if SQS fails.
+
+        Standard queue: visible after ``delay_seconds`` (0-900). FIFO queue: ``group_id`` and ``dedup_id`` are
+        required (FIFO queues take no per-message delay; a wait is a timer, ``shared.adapters.timers``).
+        """
         self._sqs = self._sqs or aws.client("sqs")
+        fifo: dict[str, Any] = {}
+        if group_id is not None:
+            if dedup_id is None or delay_seconds:
+                raise ValueError("a FIFO message needs a dedup id and takes no delay")
+            fifo = {"MessageGroupId": group_id, "MessageDeduplicationId": dedup_id}
+        elif delay_seconds:
+            fifo = {"DelaySeconds": max(0, min(delay_seconds, MAX_DELAY_SECONDS))}
         try:
-            self._sqs.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=command.model_dump_json(),
-                DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
-            )
+            self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=command.model_dump_json(), **fifo)
         except (ClientError, BotoCoreError) as error:
             raise RetryableError("Could not enqueue the command; try again.") from error

@@ -47,6 +47,7 @@ def ingest_ports(environ: Mapping[str, str] | None = None) -> IngestPorts:
     # Imported here: the adapters pull botocore in, and tests that wire fakes should not need it.
     from shared.adapters.config_secret import SettingsLoader
     from shared.adapters.event_publisher import EventPublisher
+    from shared.adapters.outbound_queue import OutboundQueue
     from shared.adapters.profile_store import ProfileStore
     from shared.adapters.raw_email_store import RawEmailStore
     from shared.identity.normaliser import Normaliser
@@ -63,6 +64,7 @@ def ingest_ports(environ: Mapping[str, str] | None = None) -> IngestPorts:
         default_region=settings.default_region,
         merges=merges_from_environment(env, settings) if env.get("MERGE_QUEUE_URL") else None,
         auto_merge=settings.auto_merge,
+        outbound=OutboundQueue(env["OUTBOUND_QUEUE_URL"]) if env.get("OUTBOUND_QUEUE_URL") else None,
     )
     bucket = env.get("PAYLOAD_BUCKET_NAME") or None
     return IngestPorts(ingest=ingest, payloads=RawEmailStore(bucket), payload_bucket=bucket)

@@ -17,6 +17,7 @@ from shared.models.customer import Consent, CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import Identity, IdentityKind
 from shared.models.message import Message
+from shared.models.outbound import OutboundCommand
 from shared.models.timeline import TimelineEntry
 
 #: The port for "what time is it": ``shared.clock.now`` in functions, a settable fake in tests.
@@ -241,6 +242,12 @@ class MergeRequests(Protocol):
     def request(self, customer_id: str, other_id: str, evidence: Any, *, merge_id: str | None = None) -> Any:
         """The merge record; raises ``shared.merging.MergeRefused`` when it cannot begin."""
         ...
+
+
+class OutboundCommands(Protocol):
+    """Port: put a send command on OutboundQueue (a keyword's confirmation). Idempotent per ``command.key``."""
+
+    def send(self, command: OutboundCommand) -> None: ...
 
 
 class EventPublisher(Protocol):

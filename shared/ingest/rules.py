@@ -30,6 +30,7 @@ from shared.models.message import (
     ReactionPart,
     TextPart,
 )
+from shared.models.outbound import DirectContent, OutboundCommand
 from shared.models.timeline import Actor, ActorKind, TimelineEntry, TimelineKind
 
 #: A word of a name: two or more letters (any script).
@@ -415,3 +416,20 @@ def _part_line(part: ContentPart) -> str:
     if isinstance(part, ReactionPart):
         return f"Reacción {part.emoji}" if part.emoji else "Reacción eliminada"
     return "(contenido)"  # pragma: no cover - the union above is exhaustive
+
+
+def keyword_reply(envelope: InboundEnvelope, customer_id: str, text: str) -> OutboundCommand:
+    """The confirmation of an opt-out/opt-in keyword, on the channel it came on, placed just after it.
+
+    Its key and time come from the envelope, so every redelivery of the keyword asks for the same one message.
+    """
+    return OutboundCommand(
+        correlation_id=envelope.correlation_id,
+        key=f"keyword:{envelope.provider}:{envelope.provider_message_id}"[:200],
+        customer_id=customer_id,
+        channel=envelope.channel,
+        content=DirectContent(parts=(TextPart(text=text),)),
+        keyword_reply=True,
+        actor=Actor(kind=ActorKind.SYSTEM),
+        requested_at=envelope.occurred_at + timedelta(milliseconds=1),
+    )

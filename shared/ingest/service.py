@@ -41,6 +41,7 @@ from shared.ingest.ports import (
     MergeSuggestion,
     NewCustomer,
     Opened,
+    OutboundCommands,
     TimelineRecord,
 )
 from shared.ingest.rules import (
@@ -48,6 +49,7 @@ from shared.ingest.rules import (
     MessageKeys,
     head_touch,
     is_from_customer,
+    keyword_reply,
     name_key,
     opened_conversation,
     sender_identity,
@@ -192,6 +194,7 @@ class Ingest:
         default_region: str | None = "CO",
         merges: MergeRequests | None = None,
         auto_merge: str = "strong",
+        outbound: OutboundCommands | None = None,
     ) -> None:
         self.repository = repository
         self.publisher = publisher
@@ -202,6 +205,7 @@ class Ingest:
         self.continuity = Continuity(repository, reopen_window)
         self.merges = merges
         self.auto_merge = auto_merge
+        self.outbound = outbound
 
     def __call__(self, envelope: InboundEnvelope) -> IngestResult:
         """Ingest one envelope (idempotent: any number of deliveries of it have the effect of one).
@@ -304,7 +308,7 @@ class Ingest:
 
     def _keyword(self, envelope: InboundEnvelope, keys: MessageKeys, customer_id: str) -> list[DomainEvent]:
         """An opt-out or opt-in keyword ("BAJA", "STOP", "ALTA"): the consents go on the profile at once, and a
-        ``consent.changed`` event carries the confirmation for the sender to deliver (unless the provider does).
+        ``consent.changed`` event says so, and the confirmation goes to OutboundQueue (unless the provider replies).
 
         Pure and request-free for every other message. A redelivery applies the same records (nothing changes) and
         re-publishes the event under the same id.
@@ -329,6 +333,8 @@ class Ingest:
             "language": intent.language,
             "provider_replies": intent.provider_replies,
         }
+        if self.outbound is not None and not intent.provider_replies:
+            self.outbound.send(keyword_reply(envelope, customer_id, intent.reply))
         logger.info("consent keyword", extra={"customer_id": customer_id, "kind": str(intent.kind),
                                               "channel": str(intent.channel), "keyword": intent.keyword})  # fmt: skip
         return [self._event(envelope, keys, CONSENT_CHANGED, customer_id, data)]

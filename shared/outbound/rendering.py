@@ -54,6 +54,7 @@ from shared.models.customer import (
     TimeZoneName,
 )
 from shared.models.events import DomainEvent
+from shared.models.outbound import WhatsAppTemplateMessage
 from shared.outbound.sms import SmsInfo, measure_sms
 
 if TYPE_CHECKING:
@@ -752,16 +753,6 @@ class RenderContext(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------------- render
-
-
-class WhatsAppTemplateMessage(BaseModel):
-    """An approved template ready for the WhatsApp sender: name, language and the body parameters' text."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    language: str
-    parameters: tuple[str, ...] = ()
 
 
 class Rendered(BaseModel):

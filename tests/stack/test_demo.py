@@ -36,6 +36,10 @@ def test_the_broken_tv_story_ends_in_one_thread(hilo_stack: LocalStack) -> None:
         "in_store",
         result["card"]["current_conversation"]["id"],
     )
+    # and the agent's confirmation leaves for WhatsApp (the fake provider) and comes back read
+    assert result["reply"]["channel"] == "whatsapp"
+    assert result["reply"]["status_history"] == ["queued", "sent", "delivered", "read"]
+    assert "...read" in printed
 
 
 def test_the_demo_says_clearly_when_no_stack_is_running() -> None:

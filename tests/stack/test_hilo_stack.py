@@ -80,7 +80,8 @@ def test_every_queue_of_the_template_exists_with_its_redrive_policy(hilo_stack: 
             "Attributes"
         ]
         redrive = json.loads(attributes["RedrivePolicy"])
-        assert redrive["deadLetterTargetArn"] == hilo_stack.attribute(f"{name.removesuffix('Queue')}Dlq", "Arn")
+        dlq = "SendDlq" if name.startswith("Send") else f"{name.removesuffix('Queue')}Dlq"  # senders share one
+        assert redrive["deadLetterTargetArn"] == hilo_stack.attribute(dlq, "Arn")
 
 
 def test_the_profile_table_has_its_indexes_and_ttl(hilo_stack: LocalStack) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -25,10 +26,12 @@ from botocore.config import Config
 
 from hilo.local.apigw import Cors, HttpApi, HttpRequest, HttpResponse, serve
 from hilo.local.event_sources import RateSchedule, SqsMapping, SqsPoller, rate_seconds, scheduled_event
+from hilo.local.fake_providers import FakeProviders, StatusCallbacks
 from hilo.local.logs import LogPrinter
 from hilo.local.provision import ProvisionedStack, StackContext, provision
 from hilo.local.runtime import FunctionPool, FunctionSpec, InvocationError
 from hilo.local.template import TemplateError, load_template, parameter_values
+from hilo.local.timers import OneTimeSchedules
 from shared.clock import LOCAL_CLOCK_FILE_ENV
 from shared.routes import DEFAULT_ROUTE
 from shared.settings import CONFIG_KEYS, LOCAL_MODE_ENV
@@ -60,6 +63,9 @@ class StackConfig:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     output: TextIO = sys.stdout
     pretty_logs: bool = True
+    #: Run the fake provider server (Twilio, Meta, Telegram on 127.0.0.1) and point the senders at it, unless the
+    #: environment names a provider API URL of its own; so outbound messages leave without any account.
+    fake_providers: bool = True
 
 
 class LocalClock:
@@ -89,6 +95,9 @@ class LocalClock:
 
 class LocalStack:
     """One running twin of template.yaml. Use as a context manager, or ``start()``/``stop()``."""
+
+    timers: OneTimeSchedules | None = None  # EventBridge Scheduler's at() schedules, once event sources start
+    fake_providers: FakeProviders | None = None  # the provider APIs the senders call, unless real ones are set
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -158,12 +167,29 @@ class LocalStack:
         # `hilo demo` or a developer's curl; the ConfigSecret holds what is in force (`hilo demo` reads it there).
         given = {key: self.config.environ[key] for key in CONFIG_KEYS if self.config.environ.get(key)}
         overlay = {**LOCAL_SECRETS, "HILO_PUBLIC_URL": self.api_url, **given}
+        overlay = {**overlay, **self._start_fake_providers(overlay, given)}
         self.provisioned = provision(template, context, parameters, secret_overlay=overlay)
         for logical_id, reason in self.provisioned.skipped.items():
             self.notices.append(f"{logical_id}: {reason}")
         self._build_functions(template)
         self._start_http(template)
         self._start_event_sources()
+
+    def _start_fake_providers(self, overlay: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+        """Start the fake provider server unless disabled or a real provider URL is configured; its settings."""
+        if not self.config.fake_providers or any(key in given for key in PROVIDER_URL_KEYS):
+            return {}
+        fake = FakeProviders(
+            twilio_auth_token=overlay["HILO_TWILIO_AUTH_TOKEN"],
+            callbacks=StatusCallbacks(overlay["HILO_PUBLIC_URL"], meta_app_secret=overlay["HILO_META_APP_SECRET"]),
+        )
+        self.fake_providers = fake.start()
+        # E-mail goes through SES on moto, which accepts only verified identities, as SES does.
+        settings = {**fake.environ(), "HILO_EMAIL_FROM": LOCAL_EMAIL_FROM}
+        sender = given.get("HILO_EMAIL_FROM", LOCAL_EMAIL_FROM)
+        self.client("sesv2").create_email_identity(EmailIdentity=parseaddr(sender)[1])
+        # What the operator configured wins; the fake fills in the rest (its URL and the credentials it accepts).
+        return {key: value for key, value in settings.items() if key not in given}
 
     def stop(self) -> None:
         """Stop accepting work, let in-flight work end, then stop every process and server."""
@@ -179,6 +205,8 @@ class LocalStack:
             thread.join(timeout=5)
         for pool in self.pools.values():
             pool.close()
+        if self.fake_providers is not None:
+            self.fake_providers.stop()
         if self._moto is not None:
             self._moto.stop()
 
@@ -387,8 +415,9 @@ class LocalStack:
                     self.notices.append(f"{logical_id}.{event_name}: {kind} events are not emulated locally")
         for poller in self.pollers:
             poller.start()
-        if self.schedules:
-            self._spawn(self._schedule_loop, "schedules")
+        # One-time schedules (durable timers) may be created by any function at any time, so the loop always runs.
+        self.timers = OneTimeSchedules(self.client("sqs"), self.config.region, ACCOUNT_ID, self.printer.stack_line)
+        self._spawn(self._schedule_loop, "schedules")
 
     def _fire_due_schedules(self) -> None:
         now = self.clock.now()
@@ -401,6 +430,8 @@ class LocalStack:
                 self.pools[schedule.function].invoke(scheduled_event(schedule, ACCOUNT_ID, self.config.region, now))
             except InvocationError as error:
                 self.printer.stack_line(f"schedule {schedule.name} failed: {error}")
+        if self.timers is not None:
+            self.timers.fire_due(now)
 
     def _schedule_loop(self) -> None:
         while not self._stopping.wait(0.5):
@@ -425,6 +456,14 @@ class LocalStack:
             f"  AWS (moto)   {self.aws_endpoint}    e.g. aws --endpoint-url {self.aws_endpoint} sqs list-queues",
             f"  Local clock  {self.clock.now().isoformat(timespec='seconds')}    move it: hilo clock advance 3d",
             f"  Agent API    Authorization: Bearer {self._dev_token()}    try: hilo demo broken-tv",
+            *(
+                [
+                    f"  Providers    {self.fake_providers.url}    (fake Twilio, Meta, Telegram: sends land here; "
+                    "a number ending 0000-0005 fails on purpose)"
+                ]
+                if self.fake_providers is not None
+                else []
+            ),
             "",
             "  Routes:",
             *(
@@ -456,6 +495,11 @@ class LocalStack:
 
 #: The local twin's provider secrets when the environment sets none. Local only: AWS reads the real ones from the
 #: configuration secret, and the dev token is refused there whatever its value.
+#: The local sender of e-mail (verified in moto's SES at start).
+LOCAL_EMAIL_FROM: Final = "Hilo local <hola@hilo.example>"
+#: Settings that point the senders at a provider's real (or another) API: when one is set, no fake server runs.
+PROVIDER_URL_KEYS: Final = ("HILO_TWILIO_API_URL", "HILO_META_GRAPH_URL", "HILO_TELEGRAM_API_URL")
+
 LOCAL_SECRETS: Final = {
     "HILO_TWILIO_AUTH_TOKEN": "local-twilio-auth-token",
     "HILO_META_APP_SECRET": "local-meta-app-secret",

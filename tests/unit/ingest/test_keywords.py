@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import pytest
 
+from shared.identity import Normaliser
 from shared.ingest.service import CONSENT_CHANGED, Ingest
 from shared.models.common import Channel
 from shared.models.customer import ConsentPurpose, ConsentStatus
+from shared.models.outbound import OutboundCommand
 from tests.unit.ingest.conftest import Aws
-from tests.unit.ingest.support import T0, FakePublisher, FakeRepository, Faults, envelope, unique_phone
+from tests.unit.ingest.support import T0, FakeClock, FakePublisher, FakeRepository, Faults, envelope, unique_phone
 
 
 def statuses(repo: FakeRepository, customer_id: str) -> dict[tuple[Channel, ConsentPurpose], ConsentStatus]:
@@ -74,3 +76,41 @@ def test_on_dynamodb_a_keyword_costs_two_requests_more_and_other_messages_none(a
         (Channel.WHATSAPP, ConsentPurpose.MARKETING, ConsentStatus.OPTED_OUT, "keyword:BAJA")
     ]
     assert profile.version == 2
+
+
+class Commands:
+    def __init__(self) -> None:
+        self.sent: list[OutboundCommand] = []
+
+    def send(self, command: OutboundCommand) -> None:
+        self.sent.append(command)
+
+
+def test_the_confirmation_goes_to_the_outbound_queue_on_the_keywords_channel_once_per_keyword(
+    repo: FakeRepository, publisher: FakePublisher
+) -> None:
+    commands = Commands()
+    ingest = Ingest(repo, publisher, Normaliser("CO"), FakeClock(), outbound=commands)
+    phone = unique_phone()
+    ingest(envelope(sender=phone, text="Hola"))
+    baja = envelope(sender=phone, text="BAJA", at=T0 + timedelta(minutes=5))
+
+    ingest(baja)
+    ingest(baja)  # redelivered
+
+    first, again = commands.sent
+    assert first == again  # same key and time: the planner makes it one message
+    assert (first.channel, first.keyword_reply, first.actor.kind) == (Channel.WHATSAPP, True, "system")
+    assert first.requested_at > baja.occurred_at
+    assert "ALTA" in first.content.text  # type: ignore[union-attr]
+
+
+def test_no_confirmation_where_the_provider_answers_the_keyword_itself(
+    repo: FakeRepository, publisher: FakePublisher
+) -> None:
+    commands = Commands()
+    ingest = Ingest(repo, publisher, Normaliser("CO"), FakeClock(), outbound=commands)
+
+    ingest(envelope(channel="sms", provider="twilio", text="STOP"))  # Twilio answers STOP on its network
+
+    assert commands.sent == []

@@ -1,0 +1,69 @@
+"""The message templates a deployment ships: every ``shared/catalog/messages/*.yaml``, loaded and checked once.
+
+Loaded lazily (the first send from a template pays for PyYAML and the checks, ~tens of ms; a webhook never does).
+A file whose template is invalid fails the load with ``TemplateInvalid`` naming the file, template, variant and
+field, so a broken template is caught by the tests before it is deployed, not by a customer's first message.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from shared.errors import InvalidInput
+from shared.outbound.rendering import MessageTemplate, TemplateInvalid, load_template
+
+MESSAGES_DIR: Final = Path(__file__).resolve().parent.parent / "catalog" / "messages"
+
+
+class UnknownTemplate(InvalidInput):
+    """A send command names a template the catalog does not have."""
+
+    code = "unknown_template"
+
+
+class TemplateCatalog:
+    """Templates by id, from a directory of YAML files (one template per file, named ``<id>.yaml``)."""
+
+    def __init__(self, templates: Mapping[str, MessageTemplate]) -> None:
+        self._templates = dict(templates)
+
+    @classmethod
+    def from_directory(cls, directory: Path = MESSAGES_DIR) -> TemplateCatalog:
+        """Load and check every ``*.yaml`` in ``directory``."""
+        import yaml
+
+        templates: dict[str, MessageTemplate] = {}
+        for path in sorted(directory.glob("*.yaml")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError as error:
+                raise TemplateInvalid(f"{path.name}: not valid YAML ({error})") from None
+            try:
+                template = load_template(data)
+            except TemplateInvalid as error:
+                raise TemplateInvalid(f"{path.name}: {error.message}", details=error.details) from None
+            if template.id != path.stem:
+                raise TemplateInvalid(f"{path.name}: the file must be named after its template id ({template.id!r})")
+            templates[template.id] = template
+        return cls(templates)
+
+    def get(self, template_id: str) -> MessageTemplate:
+        """The template ``template_id``; ``UnknownTemplate`` if there is none."""
+        try:
+            return self._templates[template_id]
+        except KeyError:
+            known = ", ".join(sorted(self._templates)) or "none"
+            raise UnknownTemplate(f"No message template {template_id!r} (known: {known}).") from None
+
+    def ids(self) -> tuple[str, ...]:
+        """Every template id, sorted."""
+        return tuple(sorted(self._templates))
+
+
+@functools.cache
+def shipped_catalog() -> TemplateCatalog:
+    """The deployment's catalog, loaded once per process."""
+    return TemplateCatalog.from_directory()
