@@ -656,18 +656,6 @@ class MergeStore(ProfileStore):
     def _conditional(self, **request: Any) -> bool:
         return self._conditionally("update_item", **request)
 
-    def _conditionally(self, operation: str, **request: Any) -> bool:
-        """One conditional write; False when its condition did not hold (the state it guards against, or done)."""
-        try:
-            getattr(self.client, operation)(TableName=self.table_name, **request)
-        except ClientError as error:
-            if _code(error) != _CONDITION_FAILED:
-                raise _translated(error) from error
-            return False
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return True
-
     def _transact(self, writes: list[dict[str, Any]], message: str) -> None:
         try:
             self.client.transact_write_items(TransactItems=writes)

@@ -16,9 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters.dynamodb import from_item, to_item
 from shared.adapters.profile_store import (
+    _CANCELLED,
+    _CONDITION_FAILED,
     ProfileStore,
     _code,
     _instant,
+    _reasons,
     _timeline_item,
     _translated,
     customer_pk,
@@ -29,7 +32,7 @@ from shared.ingest.ports import AlreadyRecorded, HeadState, TimelineRecord
 from shared.models.common import Channel
 from shared.models.customer import ConsentPurpose, CustomerProfile
 from shared.models.message import DeliveryStatus
-from shared.models.outbound import SendJob
+from shared.models.outbound import OutboundCommand, SendJob
 from shared.outbound.delivery import Accepted, DeliveryRejected
 from shared.outbound.planning import EmailThread, StoredOutbound
 
@@ -37,7 +40,6 @@ from shared.outbound.planning import EmailThread, StoredOutbound
 POINTER_TTL: Final = timedelta(days=30)
 #: How far back ``email_thread`` looks for the customer's last e-mail in a conversation.
 _THREAD_SCAN: Final = 200
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _COUNTED: Final = [str(status) for status in (DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.DELIVERED,
                                              DeliveryStatus.READ)]  # fmt: skip
 
@@ -72,21 +74,13 @@ class OutboundStore(ProfileStore):
         self, customer_id: str, occurred_at: datetime, entry_id: str, until: datetime, record: TimelineRecord
     ) -> bool:
         """Pattern 27: replace a deferred message's item with its new decision, only if still deferred ``until``."""
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=to_item(_timeline_item(record)),
-                ConditionExpression="deferred_until = :until AND #status = :queued",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":until": until, ":queued": str(DeliveryStatus.QUEUED)}),
-            )
-        except ClientError as error:
-            if _code(error) == _CONDITION_FAILED:
-                return False
-            raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return True
+        return self._conditionally(
+            "put_item",
+            Item=to_item(_timeline_item(record)),
+            ConditionExpression="deferred_until = :until AND #status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item({":until": until, ":queued": str(DeliveryStatus.QUEUED)}),
+        )
 
     def marketing_sent_since(self, customer_id: str, since: datetime) -> int:
         """Pattern 28: the customer's marketing messages since ``since`` (a range of their timeline, counted)."""
@@ -194,35 +188,30 @@ class OutboundStore(ProfileStore):
         }
         return self._transact([{"Put": {"TableName": self.table_name, "Item": to_item(pointer)}}, {"Update": update}])
 
-    def record_rejected(self, job: SendJob, rejected: DeliveryRejected, at: datetime) -> bool:
-        """The message failed for good before leaving; False when it was no longer ``queued``."""
+    def record_rejected(
+        self, job: SendJob, rejected: DeliveryRejected, at: datetime, fallback: OutboundCommand | None
+    ) -> bool:
+        """The message failed for good before leaving, and what replaces it; False when it was no longer ``queued``."""
         entry = {"status": str(DeliveryStatus.FAILED), "at": at, "error_code": rejected.provider_code,
                  "error_reason": rejected.reason}  # fmt: skip
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=to_item({"pk": customer_pk(job.customer_id), "sk": _job_sk(job)}),
-                UpdateExpression="SET #status = :failed, outcome_reason = :why, "
-                "status_history = list_append(if_not_exists(status_history, :empty), :history) REMOVE send_job",
-                ConditionExpression="#status = :queued",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":failed": str(DeliveryStatus.FAILED),
-                        ":why": str(rejected.rejection),
-                        ":empty": [],
-                        ":history": [entry],
-                        ":queued": str(DeliveryStatus.QUEUED),
-                    }
-                ),
-            )
-        except ClientError as error:
-            if _code(error) == _CONDITION_FAILED:
-                return False
-            raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return True
+        values: dict[str, Any] = {":failed": str(DeliveryStatus.FAILED), ":why": str(rejected.rejection),
+                                  ":empty": [], ":history": [entry], ":queued": str(DeliveryStatus.QUEUED)}  # fmt: skip
+        replaced = ""
+        if fallback is not None:
+            # The same fields the status function writes after an asynchronous failure (docs/outbound.md).
+            replaced = ", fallback_key = :fallback_key, fallback_message_id = :fallback_id"
+            values.update({":fallback_key": fallback.key, ":fallback_id": fallback.message_id})
+        return self._conditionally(
+            "update_item",
+            Key=to_item({"pk": customer_pk(job.customer_id), "sk": _job_sk(job)}),
+            UpdateExpression="SET #status = :failed, outcome_reason = :why, "
+            "status_history = list_append(if_not_exists(status_history, :empty), :history)"
+            + replaced
+            + " REMOVE send_job",
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # ------------------------------------------------------------------ helpers
     def _item(self, customer_id: str, sk: str) -> dict[str, Any] | None:
@@ -234,8 +223,7 @@ class OutboundStore(ProfileStore):
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            reasons = [str(reason.get("Code")) for reason in error.response.get("CancellationReasons") or []]
-            if _code(error) == "TransactionCanceledException" and _CONDITION_FAILED in reasons:
+            if _code(error) == _CANCELLED and _CONDITION_FAILED in _reasons(error):
                 return False
             raise _translated(error) from error
         except BotoCoreError as error:

@@ -656,6 +656,18 @@ class ProfileStore:
         old = self._put_new(to_item(_timeline_item(record)))
         return None if old is None else AlreadyRecorded(from_item(old).get("conversation_id"))
 
+    def _conditionally(self, operation: str, **request: Any) -> bool:
+        """One conditional write; False when its condition did not hold (the state it guards against, or done)."""
+        try:
+            getattr(self.client, operation)(TableName=self.table_name, **request)
+        except ClientError as error:
+            if _code(error) != _CONDITION_FAILED:
+                raise _translated(error) from error
+            return False
+        except BotoCoreError as error:
+            raise RetryableError("The profile table is unavailable; try again.") from error
+        return True
+
     def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Put ``item`` unless its key exists: None when written, else the item as stored (from ``ALL_OLD``, or a
         strongly consistent read when DynamoDB did not return it), which tells a retry what the first write was."""

@@ -33,7 +33,9 @@ class SendStore(Protocol):
 
     def record_sent(self, job: SendJob, accepted: Accepted, at: datetime) -> bool: ...
 
-    def record_rejected(self, job: SendJob, rejected: DeliveryRejected, at: datetime) -> bool: ...
+    def record_rejected(
+        self, job: SendJob, rejected: DeliveryRejected, at: datetime, fallback: OutboundCommand | None
+    ) -> bool: ...
 
 
 class CommandSender(Protocol):
@@ -78,7 +80,7 @@ class Sender:
             if fallback is not None:
                 self.outbound.send(fallback)
             self.events.publish([self.failure_event(job, rejected, at, fallback)])
-            self.store.record_rejected(job, rejected, at)
+            self.store.record_rejected(job, rejected, at, fallback)
             return Sent.REJECTED
         self.store.record_sent(job, accepted, self.clock())
         return Sent.SENT

@@ -165,6 +165,10 @@ def test_a_whatsapp_refusal_falls_back_to_sms_and_the_timeline_says_so(world, fa
     assert (sms.provider, sms.body["To"], sms.body["Body"]) == ("twilio", [phone], ["Ya llegó el repuesto 📦"])
     failed = world.item(customer_id, command)
     assert failed["status"] == "failed"
+    assert (
+        failed["fallback_message_id"]
+        == command.fallback(Channel.WHATSAPP, command.requested_at + timedelta(milliseconds=1)).message_id
+    )
     assert failed["status_history"][-1]["error_code"] is not None
     fallback = command.fallback(Channel.WHATSAPP, command.requested_at + timedelta(milliseconds=1))
     replacement = world.item(customer_id, fallback)
@@ -185,3 +189,16 @@ def test_a_transient_failure_is_left_for_sqs_to_retry_and_then_goes_once(world, 
     assert world.senders[Provider.META].run(job) == Sent.SENT  # SQS delivers it again
 
     assert [request.status for request in fake.requests] == [500, 500, 500, 200]
+
+
+def test_a_reply_costs_three_requests_to_decide_and_two_to_send(world, fake) -> None:
+    customer_id, _ = customer(world)
+    calls: list[str] = []
+    world.aws.dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+
+    world.planner.submit(reply(customer_id, "r-cost", world))
+    decided = list(calls)
+    world.send_all()
+
+    assert decided == ["Query", "GetItem", "PutItem"]  # card, the command's item (a repeat?), the item itself
+    assert calls[len(decided):] == ["GetItem", "TransactWriteItems"]  # still queued?, pointer + sent
