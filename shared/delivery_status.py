@@ -43,7 +43,7 @@ from shared.models.inbound import QueueMessage, StatusEnvelope
 from shared.models.message import DeliveryStatus, StatusUpdate, status_may_follow
 from shared.models.outbound import OutboundCommand, SendJob, TemplateContent
 from shared.outbound.delivery import DeliveryRejected, Rejection
-from shared.outbound.failure_codes import rejection_for
+from shared.outbound.failure_codes import failure_code, rejection_for
 from shared.outbound.fallback import plan_fallback
 
 SOURCE: Final = "hilo.status"
@@ -165,11 +165,19 @@ class MessageStatusData(BaseModel):
     purpose: str | None = None
     template_id: str | None = None
     error_code: str | None = None
+    #: The failure table's label for ``error_code`` (``shared.outbound.failure_codes``), never the provider's own text:
+    #: providers quote the phone number or address in theirs, and events leave the customer's partition.
     error_reason: str | None = None
     #: What ``error_code`` means (``shared.outbound.failure_codes``); None when it is not a known permanent failure.
     rejection: Rejection | None = None
     #: The message that tries another channel, when one was queued.
     fallback_message_id: str | None = None
+
+
+def known_reason(provider: Provider | str, code: str | None) -> str | None:
+    """The failure table's words for a provider's code (safe to publish), or None for a code it does not list."""
+    row = failure_code(provider, code)
+    return row.meaning if row is not None else None
 
 
 def status_event(
@@ -203,7 +211,7 @@ def failure_event(
         purpose=str(job.purpose),
         template_id=content.template_id if isinstance(content, TemplateContent) else None,
         error_code=rejected.provider_code or None,
-        error_reason=rejected.reason or None,
+        error_reason=known_reason(job.provider, rejected.provider_code),
         rejection=rejected.rejection,
         fallback_message_id=fallback.message_id if fallback is not None else None,
     )
@@ -347,7 +355,7 @@ class DeliveryStatuses:
                 purpose=stored.purpose,
                 template_id=stored.template_id,
                 error_code=update.error_code,
-                error_reason=update.error_reason,
+                error_reason=known_reason(envelope.provider, update.error_code),
                 rejection=rejection,
                 fallback_message_id=fallback.message_id if fallback is not None else None,
             )

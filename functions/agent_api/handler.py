@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.adapters.config_secret import SettingsLoader
 from shared.adapters.event_publisher import EventPublisher
+from shared.adapters.outbound_queue import OutboundQueue
 from shared.adapters.profile_store import ProfileStore
 from shared.agent_writes import (
     IDEMPOTENCY_HEADER,
@@ -63,7 +64,8 @@ def ports() -> Ports:
     publisher = EventPublisher(os.environ["EVENTS_QUEUE_URL"], os.environ["EVENT_BUS_NAME"])
     writes = AgentWrites(store, publisher, normaliser, now, reopen_window=timedelta(hours=config.reopen_window_hours))
     merges = merges_from_environment(os.environ, config)
-    sends = AgentSends(store, outbound_from_environment(os.environ, config), now)
+    outbound = outbound_from_environment(os.environ, config)
+    sends = AgentSends(store, outbound, OutboundQueue(os.environ["OUTBOUND_QUEUE_URL"]), now)
     return Ports(settings, CustomerQueries(store, normaliser), writes, merges, sends)
 
 

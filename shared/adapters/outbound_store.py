@@ -87,13 +87,14 @@ class OutboundStore(ProfileStore):
         statuses = {f":s{index}": status for index, status in enumerate(_COUNTED)}
         request: dict[str, Any] = {
             "TableName": self.table_name,
-            "KeyConditionExpression": "pk = :pk AND sk > :since",
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :since AND :end",
             "FilterExpression": f"direction = :out AND purpose = :marketing AND #status IN ({', '.join(statuses)})",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": to_item(
                 {
                     ":pk": customer_pk(customer_id),
                     ":since": timeline_sk(since, ""),
+                    ":end": "TL#~",  # every timeline key sorts before it
                     ":out": "outbound",
                     ":marketing": str(ConsentPurpose.MARKETING),
                     **statuses,

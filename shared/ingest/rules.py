@@ -428,6 +428,7 @@ def keyword_reply(envelope: InboundEnvelope, customer_id: str, text: str) -> Out
         key=f"keyword:{envelope.provider}:{envelope.provider_message_id}"[:200],
         customer_id=customer_id,
         channel=envelope.channel,
+        to=envelope.sender.value,  # the very number (or chat) the keyword came from
         content=DirectContent(parts=(TextPart(text=text),)),
         keyword_reply=True,
         actor=Actor(kind=ActorKind.SYSTEM),

@@ -115,6 +115,9 @@ class OutboundCommand(QueueEnvelope):
     customer_id: CustomerId
     conversation_id: ConversationId | None = None
     channel: Channel | None = None
+    #: The customer's address on ``channel`` when it must be that one (the number a keyword came from); else the most
+    #: recently seen of their identities on the channel.
+    to: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
     route: Route = Route.BEST
     intent: Intent | None = None
     purpose: ConsentPurpose = ConsentPurpose.TRANSACTIONAL
@@ -130,6 +133,9 @@ class OutboundCommand(QueueEnvelope):
     exclude_channels: tuple[Channel, ...] = Field(default=(), max_length=10)
     #: The message this one replaces after a permanent failure.
     fallback_of: MessageId | None = None
+    #: Set on the copy a timer delivers: the instant it was due. Makes each timer's body unique (OutboundQueue
+    #: deduplicates timers' messages by content) and tells the planner the deferral is over, whatever its clock says.
+    wake_at: UtcDatetime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -146,6 +152,8 @@ class OutboundCommand(QueueEnvelope):
     def _consistent(self) -> Self:
         if (self.route == Route.EXPLICIT) != (self.channel is not None):
             raise ValueError("route 'explicit' needs a channel, and only it takes one")
+        if self.to is not None and self.channel is None:
+            raise ValueError("an address ('to') goes with the channel it is on")
         if self.channel is not None and self.channel in self.exclude_channels:
             raise ValueError(f"channel {self.channel!s} is also excluded")
         if self.urgent and self.purpose == ConsentPurpose.MARKETING:
@@ -172,10 +180,12 @@ class OutboundCommand(QueueEnvelope):
             update={
                 "key": f"{self.key[:180]}#fb{len(self.exclude_channels) + 1}",
                 "channel": None,
+                "to": None,
                 "route": Route.BEST,
                 "exclude_channels": (*self.exclude_channels, failed),
                 "fallback_of": self.message_id,
                 "requested_at": at,
+                "wake_at": None,
             }
         )
 

@@ -67,3 +67,11 @@ class TemplateCatalog:
 def shipped_catalog() -> TemplateCatalog:
     """The deployment's catalog, loaded once per process."""
     return TemplateCatalog.from_directory()
+
+
+class ShippedCatalog:
+    """The shipped catalog, loaded on the first ``get``: a function that never sends from a template (most agent API
+    requests) never pays for PyYAML and the checks at cold start."""
+
+    def get(self, template_id: str) -> MessageTemplate:
+        return shipped_catalog().get(template_id)

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
+from pydantic import ValidationError
+
 from shared.errors import NotFound, PermanentError
 from shared.ingest.ports import AlreadyRecorded, HeadState, TimelineRecord
 from shared.models.common import Channel, Provider
@@ -31,14 +33,20 @@ from shared.outbound.policy import (
     DEFAULT_QUIET_HOURS,
     DEFAULT_TIME_ZONE,
     Action,
-    Decision,
     FrequencyCap,
     QuietHours,
     Reason,
     decide,
 )
+from shared.outbound.rendering import RenderFailed
 from shared.outbound.routing import Candidate, candidates
 
+#: Reasons of a canceled message that are the content's fault, not the customer's rules: a caller should fix them.
+RENDER_FAILED: Final = "render_failed"
+CONTENT_UNSUITABLE: Final = "content_unsuitable"
+CONTENT_REASONS: Final = frozenset({RENDER_FAILED, CONTENT_UNSUITABLE})
+#: Merges chain (A into B, later B into C); a longer chain than this is a loop.
+MAX_MERGE_HOPS: Final = 8
 #: A deferred message coming back this early (clocks differ between EventBridge Scheduler and Lambda) is due.
 TIMER_SKEW: Final = timedelta(minutes=2)
 
@@ -137,15 +145,18 @@ class Outbound:
     clock: Callable[[], datetime]
     rules: Rules = field(default_factory=Rules)
 
-    def submit(self, command: OutboundCommand) -> Submitted:
+    def submit(self, command: OutboundCommand, *, hops: int = 0) -> Submitted:
         """Decide, render, record and dispatch ``command``; the same command again changes nothing."""
         now = self.clock()
         found = self.repository.card(command.customer_id)
         if found is None:
             raise NotFound(f"No customer {command.customer_id}.")
         profile, head = found
-        if profile.merged_into is not None:
-            return self.submit(command.model_copy(update={"customer_id": profile.merged_into, "conversation_id": None}))
+        if profile.merged_into is not None:  # the customer joined another profile: send to the survivor
+            if hops >= MAX_MERGE_HOPS:
+                raise PermanentError("The customer's merges form a chain too long to follow.")
+            survivor = command.model_copy(update={"customer_id": profile.merged_into, "conversation_id": None})
+            return self.submit(survivor, hops=hops + 1)
         stored = self.repository.outbound(command.customer_id, command.requested_at, command.entry_id)
         if stored is not None:
             redo = self._resume(command, stored, now)
@@ -175,7 +186,8 @@ class Outbound:
             return Submitted(command.message_id, outcome, stored.channel, reason, detail, until, duplicate=True)
 
         if stored.deferred_until is not None and stored.status == DeliveryStatus.QUEUED:
-            if stored.deferred_until <= now + TIMER_SKEW:
+            woken = command.wake_at is not None and command.wake_at >= stored.deferred_until
+            if woken or stored.deferred_until <= now + TIMER_SKEW:
                 return None
             self._set_timer(command, stored.deferred_until)
             return answer(Outcome.DEFERRED, Reason.QUIET_HOURS, "still waiting", stored.deferred_until)
@@ -189,8 +201,8 @@ class Outbound:
     def _set_timer(self, command: OutboundCommand, until: datetime) -> None:
         # One timer per (message, instant): a message deferred again (still quiet at 07:59) gets a new timer, never
         # the one that just fired and may still exist.
-        self.timers.schedule(f"{command.key}@{until.isoformat()}", until, command.model_dump_json(),
-                             group_id=command.customer_id)  # fmt: skip
+        body = command.model_copy(update={"wake_at": until}).model_dump_json()
+        self.timers.schedule(f"{command.key}@{until.isoformat()}", until, body, group_id=command.customer_id)
 
     def _resumed_duplicate(self, command: OutboundCommand) -> Submitted:
         stored = self.repository.outbound(command.customer_id, command.requested_at, command.entry_id)
@@ -221,7 +233,7 @@ class Outbound:
             if purpose == ConsentPurpose.MARKETING
             else 0
         )
-        refusals: list[Decision] = []
+        refusals: list[tuple[str, str]] = []  # (reason, detail) per candidate, in order
         for option in options:
             decision = decide(
                 profile,
@@ -237,12 +249,18 @@ class Outbound:
                 keyword_reply=command.keyword_reply,
             )
             if decision.action == Action.BLOCK:
-                refusals.append(decision)
+                refusals.append((decision.reason, decision.detail))
                 continue
-            use_template = decision.action == Action.NEEDS_TEMPLATE
-            job = self._job(command, profile, option, purpose, use_template)
+            try:
+                job = self._job(command, profile, option, purpose, decision.action == Action.NEEDS_TEMPLATE)
+            except RenderFailed as error:  # a value missing, no variant for the channel: another may do
+                refusals.append((RENDER_FAILED, error.message))
+                continue
+            except ValidationError as error:  # content the channel cannot carry (media alone by e-mail...)
+                refusals.append((CONTENT_UNSUITABLE, _first_problem(error)))
+                continue
             if job is None:  # outside WhatsApp's window with nothing approved to send
-                refusals.append(decision)
+                refusals.append((decision.reason, decision.detail))
                 continue
             if decision.action == Action.DEFER:
                 assert decision.until is not None
@@ -257,11 +275,8 @@ class Outbound:
                 job,
                 Submitted(command.message_id, Outcome.QUEUED, option.channel, "allowed", decision.detail),
             )
-        first = refusals[0]
-        detail = "; ".join(
-            f"{option.channel}: {refusal.detail}" for option, refusal in zip(options, refusals, strict=False)
-        )
-        return self._canceled(command, profile, options[0], first.reason, detail, now)
+        detail = "; ".join(f"{option.channel}: {why}" for option, (_, why) in zip(options, refusals, strict=True))
+        return self._canceled(command, profile, options[0], refusals[0][0], detail, now)
 
     def _purpose(self, command: OutboundCommand) -> ConsentPurpose:
         if isinstance(command.content, TemplateContent):
@@ -278,7 +293,7 @@ class Outbound:
         fields: dict[str, Any] = {}
         content = command.content
         if isinstance(content, TemplateContent):
-            from shared.outbound.rendering import RenderContext, render
+            from shared.outbound.rendering import RenderContext, render  # Jinja2 only when a template is sent
 
             context = RenderContext.of(profile, event=content.event, vars=content.vars,
                                        default_time_zone=self.rules.default_time_zone)  # fmt: skip
@@ -446,3 +461,8 @@ def _default_provider(channel: Channel) -> Provider:
     from shared.models.common import PROVIDERS_BY_CHANNEL
 
     return sorted(PROVIDERS_BY_CHANNEL[channel])[0]
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors(include_url=False)[0]
+    return str(problem.get("msg", "the content does not fit the channel")).removeprefix("Value error, ")

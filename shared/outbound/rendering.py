@@ -153,7 +153,7 @@ def _finalize(value: Any) -> Any:
 @functools.cache
 def _environment(html: bool) -> Environment:
     """The sandboxed environment, one for HTML (autoescaped) and one for text; built once per process."""
-    from jinja2 import StrictUndefined, pass_context
+    from jinja2 import StrictUndefined, Undefined, pass_context
     from jinja2.exceptions import SecurityError
     from jinja2.filters import FILTERS
     from jinja2.runtime import Context
@@ -199,26 +199,32 @@ def _environment(html: bool) -> Environment:
             raise ValueError("formatting settings are missing")
         return value
 
+    def defined(value: Any) -> Any:
+        # A missing value reaches a filter as an Undefined: name the value ("'vars.fecha' is undefined"), not the type.
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return value
+
     @pass_context
     def money(context: Context, amount: Any, currency: str, decimals: int | None = None) -> str:
-        return _format_money(amount, currency, decimals, formatting(context).language)
+        return _format_money(defined(amount), currency, decimals, formatting(context).language)
 
     @pass_context
     def datetime_filter(context: Context, value: Any, year: bool = False) -> str:
         settings = formatting(context)
-        moment = _to_datetime(value, settings.zone)
+        moment = _to_datetime(defined(value), settings.zone)
         day = _day_text(moment.date(), settings.language, year=year)
         return f"{day}, {_time_text(moment, settings.language)}"
 
     @pass_context
     def date_filter(context: Context, value: Any, year: bool = False) -> str:
         settings = formatting(context)
-        return _day_text(_to_date(value, settings.zone), settings.language, year=year)
+        return _day_text(_to_date(defined(value), settings.zone), settings.language, year=year)
 
     @pass_context
     def time_filter(context: Context, value: Any) -> str:
         settings = formatting(context)
-        return _time_text(_to_datetime(value, settings.zone), settings.language)
+        return _time_text(_to_datetime(defined(value), settings.zone), settings.language)
 
     environment = _Sandbox(
         autoescape=html,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Protocol, Self
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from shared.agent_writes import AgentRequest, idempotency_key
-from shared.errors import Conflict, NotFound, Unprocessable
+from shared.errors import Conflict, NotFound, RetryableError, Unprocessable
 from shared.ingest.ports import RequestClaim
 from shared.models.common import Channel
 from shared.models.conversation import Conversation
@@ -33,7 +33,7 @@ from shared.models.outbound import (
     TemplateId,
 )
 from shared.models.timeline import Actor, ActorKind
-from shared.outbound.planning import Outbound, Outcome, Submitted
+from shared.outbound.planning import CONTENT_REASONS, Outbound, Outcome, Submitted
 
 SEND = "send"
 
@@ -74,6 +74,10 @@ class SendBody(BaseModel):
         return DirectContent(parts=parts, subject=self.subject, buttons=self.buttons)
 
 
+class CommandQueue(Protocol):
+    def send(self, command: OutboundCommand) -> None: ...
+
+
 class SendRepository(Protocol):
     def claim_request(self, customer_id: str, claim: RequestClaim) -> RequestClaim | None: ...
 
@@ -94,6 +98,8 @@ class AgentSends:
 
     repository: SendRepository
     outbound: Outbound
+    #: OutboundQueue: where a message goes when it cannot be decided at once.
+    queue: CommandQueue
     clock: Callable[[], datetime]
 
     def reply(self, conversation_id: str, body: SendBody, request: AgentRequest) -> SendAnswer:
@@ -131,11 +137,21 @@ class AgentSends:
             actor=Actor(kind=ActorKind.AGENT, id=claim.agent_id),
             requested_at=claim.occurred_at,
         )
-        submitted = self.outbound.submit(command)
+        try:
+            submitted = self.outbound.submit(command)
+        except RetryableError:
+            # Recorded perhaps, but not handed on (a queue or the scheduler throttled): the outbound function finishes
+            # it from OutboundQueue (the key makes it one message), so the agent's message is never left stranded.
+            self.queue.send(command)
+            pending = Submitted(command.message_id, Outcome.QUEUED, command.channel, "pending", "being decided")
+            return SendAnswer(202, submitted_view(pending, command))
         view = submitted_view(submitted, command)
         if submitted.outcome == Outcome.CANCELED:
-            raise Conflict(f"The message cannot be sent: {submitted.detail}.",
-                           details=[{"reason": submitted.reason, "message_id": submitted.message_id}])  # fmt: skip
+            details = [{"reason": submitted.reason, "message_id": submitted.message_id}]
+            why = submitted.detail.rstrip(".")
+            if submitted.reason in CONTENT_REASONS:  # the request's content, not the customer's rules
+                raise Unprocessable(f"The message cannot be sent as it is: {why}.", details=details)
+            raise Conflict(f"The message cannot be sent: {why}.", details=details)
         return SendAnswer(200 if earlier is not None else 202, view)
 
 

@@ -95,7 +95,7 @@ def candidates(
     for channel in dict.fromkeys(order):
         if channel not in available or channel in command.exclude_channels:
             continue
-        address = address_on(profile, channel)
+        address = command.to if command.to is not None and channel == command.channel else address_on(profile, channel)
         if address is not None:
             found.append(Candidate(channel, address))
     return tuple(found)

@@ -88,13 +88,13 @@ def outbound_from_environment(env: Mapping[str, str], settings: Settings) -> Out
     """``Outbound`` on ProfileTable, the send queues and the timers."""
     from shared.adapters.outbound_store import OutboundStore
     from shared.clock import now
-    from shared.outbound.catalog import shipped_catalog
+    from shared.outbound.catalog import ShippedCatalog
 
     return Outbound(
         repository=OutboundStore(env["PROFILE_TABLE_NAME"]),
         send_queues=SendQueues(env),
         timers=OutboundTimers(env),
-        catalog=shipped_catalog(),
+        catalog=ShippedCatalog(),
         providers=sendable_channels(settings),
         clock=now,
         rules=Rules(email_from=settings.email_from),

@@ -4,7 +4,7 @@ The message: ``From`` (the job's sender, else ``HILO_EMAIL_FROM``), ``To``, ``Su
 ``References`` from the job (so the customer's mail client threads our answer under their message), and the body as
 ``text/plain``, or ``multipart/alternative`` text + HTML. Media travel as links at the end of the body: Hilo does not
 fetch URLs to attach them. ``ConfigurationSetName`` is set when ``HILO_SES_CONFIGURATION_SET`` is, so delivery, bounce
-and complaint events reach Hilo; the tag ``hilo_message_id`` rides along in those events.
+and complaint events can be published (Hilo does not consume them yet); the tag ``hilo_message_id`` rides along.
 
 **Message-ID.** The MIME carries ``<{message id}@{sender's domain}>``, stable across retries, but SES replaces any
 Message-ID with its own ``<{SES MessageId}@{region}.amazonses.com>``. What threads the customer's reply back is

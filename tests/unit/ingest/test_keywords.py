@@ -100,7 +100,8 @@ def test_the_confirmation_goes_to_the_outbound_queue_on_the_keywords_channel_onc
 
     first, again = commands.sent
     assert first == again  # same key and time: the planner makes it one message
-    assert (first.channel, first.keyword_reply, first.actor.kind) == (Channel.WHATSAPP, True, "system")
+    assert (first.channel, first.to, first.keyword_reply) == (Channel.WHATSAPP, phone, True)
+    assert first.actor.kind == "system"
     assert first.requested_at > baja.occurred_at
     assert "ALTA" in first.content.text  # type: ignore[union-attr]
 

@@ -166,12 +166,13 @@ def test_quiet_hours_defer_to_the_local_morning_and_the_timer_sends_it_then(aws,
     assert (deferred.outcome, deferred.until) == (Outcome.DEFERRED, morning)
     [(at, body)] = timers.scheduled.values()
     assert at == morning
-    assert OutboundCommand.model_validate_json(body) == cmd
+    woken = OutboundCommand.model_validate_json(body)
+    assert woken == cmd.model_copy(update={"wake_at": morning})
     assert jobs.sent == []
     assert stored(aws, customer_id, cmd)["status"] == "queued"
 
-    aws.clock.at = morning - timedelta(seconds=20)  # the timer puts the same command back (a clock a bit behind)
-    sent = planner.submit(cmd)
+    aws.clock.at = morning - timedelta(minutes=5)  # the timer puts the command back (on a clock well behind)
+    sent = planner.submit(woken)
 
     assert (sent.outcome, sent.channel) == (Outcome.QUEUED, Channel.SMS)
     [job] = jobs.sent
@@ -294,3 +295,35 @@ def test_marketing_counts_toward_the_cap(aws, outbound) -> None:
 
     assert [o.outcome for o in outcomes] == [Outcome.QUEUED] * 3 + [Outcome.CANCELED]
     assert outcomes[-1].reason == "frequency_cap"
+
+
+def test_a_template_missing_a_value_is_canceled_with_the_value_named_not_parked(aws, outbound) -> None:
+    planner, jobs, _ = outbound
+    customer_id, _ = whatsapp_customer(aws)
+    cmd = command(customer_id, at=aws.clock(), channel="whatsapp",
+                  content={"type": "template", "template_id": "cita_confirmada",
+                           "vars": {"store": "Unicentro"}})  # fmt: skip
+
+    submitted = planner.submit(cmd)
+
+    assert (submitted.outcome, submitted.reason) == (Outcome.CANCELED, "render_failed")
+    assert "vars.starts_at" in submitted.detail
+    assert jobs.sent == []
+    assert stored(aws, customer_id, cmd)["outcome_reason"] == "render_failed"
+
+
+def test_content_a_channel_cannot_carry_moves_to_one_that_can(aws, outbound) -> None:
+    planner, jobs, _ = outbound
+    customer_id, _ = whatsapp_customer(aws)
+    store = OutboundStore(aws.table, aws.dynamodb)
+    assert store.link_identity(customer_id, Identity(kind=IdentityKind.EMAIL, value="eva@example.com", first_seen=T0),
+                               "agent:agente-7")  # fmt: skip
+    invoice = {"type": "direct", "parts": [{"type": "media", "url": "https://tienda.example/f/4411.pdf",
+                                            "mime_type": "application/pdf", "filename": "factura.pdf"}]}  # fmt: skip
+
+    by_email = planner.submit(command(customer_id, key="pdf-1", at=aws.clock(), intent="detail", content=invoice))
+    only_email = planner.submit(command(customer_id, key="pdf-2", at=aws.clock(), channel="email", content=invoice))
+
+    assert by_email.channel == Channel.WHATSAPP  # e-mail first for details, but an e-mail needs a text body
+    assert (only_email.outcome, only_email.reason) == (Outcome.CANCELED, "content_unsuitable")
+    assert [job.channel for job in jobs.sent] == [Channel.WHATSAPP]

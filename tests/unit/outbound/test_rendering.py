@@ -299,6 +299,9 @@ def test_first_name_is_derived_from_the_display_name(display_name: str | None, f
         ("Pedido {{ event.order.id }}", {"order": {"total": 10}}, "'event.order.id' is undefined"),
         ("Hola {{ customer.first_name }}", {}, "'customer.first_name' is undefined"),
         ("Nivel {{ customer.attributes.tier }}", {}, "'customer.attributes.tier' is undefined"),
+        # through a filter too: the value is named, not its type
+        ("Cita el {{ vars.fecha | datetime }}", {}, "'vars.fecha' is undefined"),
+        ("Total {{ event.total | money('COP') }}", {}, "'event.total' is undefined"),
     ],
 )
 def test_a_missing_value_is_an_error_naming_it(source: str, event: dict[str, Any], missing: str) -> None:

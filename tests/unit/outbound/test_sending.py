@@ -176,6 +176,7 @@ def test_a_whatsapp_refusal_falls_back_to_sms_and_the_timeline_says_so(world, fa
         "sms", "sent", command.message_id)  # fmt: skip
     [event] = world.events.events
     assert (event.type, event.data["fallback_message_id"]) == ("message.failed", fallback.message_id)
+    assert phone[1:] not in event.model_dump_json()  # events leave the customer's partition: no numbers in them
 
 
 def test_a_transient_failure_is_left_for_sqs_to_retry_and_then_goes_once(world, fake) -> None:
@@ -201,4 +202,4 @@ def test_a_reply_costs_three_requests_to_decide_and_two_to_send(world, fake) -> 
     world.send_all()
 
     assert decided == ["Query", "GetItem", "PutItem"]  # card, the command's item (a repeat?), the item itself
-    assert calls[len(decided):] == ["GetItem", "TransactWriteItems"]  # still queued?, pointer + sent
+    assert calls[len(decided) :] == ["GetItem", "TransactWriteItems"]  # still queued?, pointer + sent

@@ -83,7 +83,9 @@ def test_a_synchronous_refusal_publishes_message_failed_in_the_status_functions_
     assert event.data == {
         "message_id": original.message_id, "customer_id": CUSTOMER, "conversation_id": None, "channel": "whatsapp",
         "provider": "meta", "status": "failed", "purpose": "transactional", "template_id": "cita_confirmada",
-        "error_code": "131026", "error_reason": "Message undeliverable", "rejection": "not_on_channel",
+        "error_code": "131026", "rejection": "not_on_channel",
+        # the table's words, not the provider's (which may quote the number)
+        "error_reason": "undeliverable: not on WhatsApp, old client, or terms not accepted",
         "fallback_message_id": fallback.message_id,
     }  # fmt: skip
     assert failure_event(job, refused, FAILED_AT, fallback).id == event.id
