@@ -23,9 +23,8 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from shared.adapters import aws
 from shared.adapters.dynamodb import from_item, to_item
-from shared.adapters.profile_store import _code, _translated, customer_pk
+from shared.adapters.profile_store import _CONDITION_FAILED, ProfileStore, _code, _translated, customer_pk
 from shared.delivery_status import MessagePointer, StatusWrite, StoredMessage
 from shared.errors import PermanentError, RetryableError
 from shared.models.common import Channel
@@ -33,7 +32,6 @@ from shared.models.message import DeliveryStatus, StatusUpdate
 from shared.models.outbound import OutboundCommand
 from shared.outbound.delivery import Rejection
 
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 #: A merged customer's survivor may itself have been merged since; a longer chain than this is a bug, not data.
 _MAX_MERGE_HOPS: Final = 8
 
@@ -78,30 +76,14 @@ def _stored(values: Mapping[str, Any], customer_id: str) -> StoredMessage:
     )
 
 
-class StatusStore:
+class StatusStore(ProfileStore):
     """``shared.delivery_status.StatusStore`` on ProfileTable."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        self._client = self._client or aws.client("dynamodb")
-        return self._client
-
-    def _call(self, operation: str, **kwargs: Any) -> Any:
-        try:
-            return getattr(self.client, operation)(TableName=self.table_name, **kwargs)
-        except ClientError as error:
-            raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
 
     def find_pointer(self, provider: str, provider_message_id: str) -> MessagePointer | None:
         """Pattern 11's read: who and which item a provider's id names; None when no pointer (yet)."""
         found = self._call(
             "get_item",
+            TableName=self.table_name,
             Key=pointer_key(provider, provider_message_id),
             ConsistentRead=True,
             ProjectionExpression="customer_id, timeline_sk, message_id, channel",
@@ -153,19 +135,13 @@ class StatusStore:
     def record_fallback(self, write: StatusWrite, timeline_sk: str, fallback: OutboundCommand) -> None:
         """``SET fallback_key, fallback_message_id`` on each copy of the failed message (never creating one)."""
         for customer_id in write.customers:
-            try:
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key=to_item({"pk": customer_pk(customer_id), "sk": timeline_sk}),
-                    UpdateExpression="SET fallback_key = :key, fallback_message_id = :message",
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeValues=to_item({":key": fallback.key, ":message": fallback.message_id}),
-                )
-            except ClientError as error:
-                if _code(error) != _CONDITION_FAILED:
-                    raise _translated(error) from error
-            except BotoCoreError as error:
-                raise RetryableError("The profile table is unavailable; try again.") from error
+            self._conditionally(
+                "update_item",
+                Key=to_item({"pk": customer_pk(customer_id), "sk": timeline_sk}),
+                UpdateExpression="SET fallback_key = :key, fallback_message_id = :message",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=to_item({":key": fallback.key, ":message": fallback.message_id}),
+            )
 
     # ------------------------------------------------------------------ helpers
     def _write(
@@ -210,7 +186,7 @@ class StatusStore:
                 raise _translated(error) from error
             old = error.response.get("Item")
             if not old:  # DynamoDB returns the item when there is one; read it in case it did not
-                old = self._call("get_item", Key=key, ConsistentRead=True).get("Item")
+                old = self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
             return _Written(False, _stored(from_item(old), customer_id) if old else None)
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
@@ -219,6 +195,7 @@ class StatusStore:
     def _merged_into(self, customer_id: str) -> str | None:
         found = self._call(
             "get_item",
+            TableName=self.table_name,
             Key=to_item({"pk": customer_pk(customer_id), "sk": "HEAD"}),
             ConsistentRead=True,
             ProjectionExpression="merged_into",
