@@ -94,7 +94,12 @@ class MergeStore(ProfileStore):
                                             " conversation_status = :merged",
                         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(merged_into)",
                         "ExpressionAttributeValues": {":survivor": _s(record.survivor_id),
-                                                      ":merged": _s(HEAD_MERGED)}}},
+                                                      ":merged": _s(HEAD_MERGED)}}}
+            if self._has_head(record.absorbed_id)
+            # A profile with no conversation yet (a lead from POST /v1/events) has no head to redirect: the check
+            # keeps one from appearing unseen; a message that opens one meanwhile is carried over by the sweep.
+            else {"ConditionCheck": {"TableName": self.table_name, "Key": to_item({"pk": absorbed, "sk": "HEAD"}),
+                                     "ConditionExpression": "attribute_not_exists(pk)"}},
         ]  # fmt: skip
         try:
             self.client.transact_write_items(TransactItems=writes)
@@ -117,6 +122,11 @@ class MergeStore(ProfileStore):
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return record
+
+    def _has_head(self, customer_id: str) -> bool:
+        found = self._call("get_item", TableName=self.table_name, ConsistentRead=True, ProjectionExpression="pk",
+                           Key=to_item({"pk": customer_pk(customer_id), "sk": "HEAD"}))  # fmt: skip
+        return "Item" in found
 
     def get_record(self, survivor_id: str, merge_id: str) -> MergeRecord | None:
         found = self._call(

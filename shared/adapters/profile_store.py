@@ -371,24 +371,28 @@ class ProfileStore:
     def create_customer(self, new: NewCustomer) -> bool:
         """Pattern 2: pointer, profile, identity entry, conversation and head in one transaction."""
         customer_id = new.profile.id
-        puts = [
+        return self._put_all_new([
             _pointer_item(customer_id, new.identity, new.profile.created_at),
             _profile_item(new.profile),
             _identity_item(customer_id, new.identity),
             _conversation_item(new.conversation),
             _head_item(customer_id, new.head),
-        ]
+        ])  # fmt: skip
+
+    def _put_all_new(self, items: Sequence[Mapping[str, Any]]) -> bool:
+        """Put every item, none existing before, in one transaction; False when the first (a pointer) was taken:
+        someone else is (or this request already made) the customer, and the caller re-reads the pointer."""
         try:
             self.client.transact_write_items(
                 TransactItems=[
                     {"Put": {"TableName": self.table_name, "Item": to_item(item),
                              "ConditionExpression": "attribute_not_exists(pk)"}}
-                    for item in puts
+                    for item in items
                 ]
             )  # fmt: skip
         except ClientError as error:
             if _code(error) == _CANCELLED and _reasons(error)[:1] == ["ConditionalCheckFailed"]:
-                return False  # the pointer is taken: someone else is (or this message already was) the customer
+                return False
             raise _translated(error) from error
         except BotoCoreError as error:
             raise RetryableError("The profile table is unavailable; try again.") from error
