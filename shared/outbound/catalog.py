@@ -33,21 +33,10 @@ class TemplateCatalog:
     @classmethod
     def from_directory(cls, directory: Path = MESSAGES_DIR) -> TemplateCatalog:
         """Load and check every ``*.yaml`` in ``directory``."""
-        import yaml
+        from shared.catalog.files import load_directory
 
-        templates: dict[str, MessageTemplate] = {}
-        for path in sorted(directory.glob("*.yaml")):
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except yaml.YAMLError as error:
-                raise TemplateInvalid(f"{path.name}: not valid YAML ({error})") from None
-            try:
-                template = load_template(data)
-            except TemplateInvalid as error:
-                raise TemplateInvalid(f"{path.name}: {error.message}", details=error.details) from None
-            if template.id != path.stem:
-                raise TemplateInvalid(f"{path.name}: the file must be named after its template id ({template.id!r})")
-            templates[template.id] = template
+        templates = load_directory(directory, lambda data, _: load_template(data), id_of=lambda template: template.id,
+                                   invalid=TemplateInvalid)  # fmt: skip
         return cls(templates)
 
     def get(self, template_id: str) -> MessageTemplate:
