@@ -51,6 +51,22 @@ def test_a_message_sent_to_a_queue_is_handled_by_its_function(queue_stack: Local
     assert _attempts(queue_stack, f"{group}-1") == 1
 
 
+def test_an_event_bus_rule_delivers_matching_events_to_its_queue_and_function(queue_stack: LocalStack) -> None:
+    # Given a rule on an event bus whose target is the function's queue (the event's detail only)
+    group = uuid.uuid4().hex
+    events = queue_stack.client("events")
+    entry = {
+        "EventBusName": "queuetest-work",
+        "Source": "tests",
+        "Detail": json.dumps({"id": f"{group}-1", "group": group}),
+    }
+    # When a matching and a non-matching event are put on the bus
+    events.put_events(Entries=[{**entry, "DetailType": "work.requested"}, {**entry, "DetailType": "other.thing"}])
+    # Then the function handles the matching one, once
+    assert wait_until(lambda: _sequence(queue_stack, group), timeout=20) == [f"{group}-1"]
+    assert _attempts(queue_stack, f"{group}-1") == 1
+
+
 def test_only_the_failed_record_is_retried_and_it_ends_in_the_dlq(queue_stack: LocalStack) -> None:
     # Given a batch where one record always fails (poison) and the others succeed
     group = uuid.uuid4().hex

@@ -251,6 +251,27 @@ def _event_bus(context: StackContext, logical_id: str, props: dict[str, Any], _:
     return Physical(ref=name, attributes={"Arn": arn, "Name": name})
 
 
+def _event_rule(context: StackContext, logical_id: str, props: dict[str, Any], _: Mapping[str, str]) -> Physical:
+    """An EventBridge rule and its targets: moto delivers matching ``PutEvents`` to SQS targets as EventBridge does
+    (with ``InputTransformer``; moto ignores ``InputPath``, so locally the whole event arrives)."""
+    if "ScheduleExpression" in props:
+        raise TemplateError(f"{logical_id}: scheduled rules are not run locally; use a function's Schedule event")
+    name = props.get("Name") or context.name_for(logical_id)
+    bus = props.get("EventBusName") or "default"
+    pattern = props.get("EventPattern")
+    pattern_text = pattern if isinstance(pattern, str) else json.dumps(pattern)
+    events = context.client("events")
+    arn = events.put_rule(Name=name, EventBusName=bus, State=props.get("State", "ENABLED"), EventPattern=pattern_text)[
+        "RuleArn"
+    ]
+    fields = ("Id", "Arn", "Input", "InputPath", "InputTransformer", "SqsParameters")
+    targets = [{key: target[key] for key in fields if key in target} for target in props.get("Targets", [])]
+    if targets:
+        events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+    # CloudFormation's Ref: the rule's name, "<bus>|<name>" on a custom bus.
+    return Physical(ref=name if bus == "default" else f"{bus}|{name}", attributes={"Arn": arn})
+
+
 def _secret(context: StackContext, logical_id: str, props: dict[str, Any], overlay: Mapping[str, str]) -> Physical:
     name = props.get("Name") or context.name_for(logical_id)
     if "GenerateSecretString" in props:  # a generated key (e.g. a signing key): random, as Secrets Manager does
@@ -306,6 +327,7 @@ _CREATORS: dict[str, Callable[[StackContext, str, dict[str, Any], Mapping[str, s
     "AWS::DynamoDB::Table": _dynamodb_table,
     "AWS::S3::Bucket": _s3_bucket,
     "AWS::Events::EventBus": _event_bus,
+    "AWS::Events::Rule": _event_rule,
     "AWS::SecretsManager::Secret": _secret,
     "AWS::Scheduler::ScheduleGroup": _schedule_group,
     "AWS::Logs::LogGroup": _log_group,
