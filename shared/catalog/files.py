@@ -7,7 +7,8 @@ kind's own loader, and a broken file fails the whole load with an error that sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,3 +60,18 @@ def load_directory(
             raise invalid(f"{path.name}: the file must be named after the id inside it ({id_of(item)!r})")
         items[path.stem] = item
     return items
+
+
+def as_document(data: Any, invalid: type[HiloError], *, kind: str, expected: str) -> Mapping[str, Any]:
+    """A document as a mapping, from a parsed mapping or JSON text (the API's body); ``invalid`` otherwise.
+
+    ``kind`` names what it should be (``template``, ``workflow``), ``expected`` its required fields, for the error.
+    """
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise invalid(f"{kind} is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise invalid(f"a {kind} must be an object with {expected}")
+    return data

@@ -21,7 +21,6 @@ pydantic is loaded): modules that import this one to type a message, but never r
 from __future__ import annotations
 
 import functools
-import json
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -632,13 +631,9 @@ def load_template(data: Mapping[str, Any] | str | bytes) -> MessageTemplate:
         every problem, e.g. ``template 'cita_confirmada': variant sms/es, field text: unknown variable 'cliente'``;
         ``details`` holds the same as ``{"template", "variant", "field", "message"}`` entries.
     """
-    if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise TemplateInvalid(f"template is not valid JSON: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise TemplateInvalid("a template must be an object with id, purpose and variants")
+    from shared.catalog.files import as_document
+
+    data = as_document(data, TemplateInvalid, kind="template", expected="id, purpose and variants")
     template_id = str(data.get("id") or "?")
     try:
         return MessageTemplate.model_validate(data)

@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.catalog.files import as_document
 from shared.errors import PermanentError, Unprocessable
 from shared.models.common import Channel, UtcDatetime, ensure_utc
 from shared.models.customer import AttributeKey, ConsentPurpose, CustomerProfile, TimeZoneName
@@ -1882,13 +1883,7 @@ def load_workflow(
         ``workflow 'documento_descargado' step 'recordatorio': field wait.duration: '3 days' is not a duration; ...``;
         ``details`` holds the same as ``{"workflow", "step", "field", "message"}`` entries.
     """
-    if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise WorkflowInvalid(f"workflow is not valid JSON: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise WorkflowInvalid("a workflow must be an object with id, version, name, trigger and steps")
+    data = as_document(data, WorkflowInvalid, kind="workflow", expected="id, version, name, trigger and steps")
     workflow_id = str(data.get("id") or "?")
     try:
         return Workflow.model_validate(data, context={"templates": templates, "expected_id": expected_id})
