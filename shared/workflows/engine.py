@@ -60,6 +60,9 @@ from shared.workflows.language import (
 FAILED: Final = "failed"
 #: How many replies and event ids an enrolment keeps: enough for any branch, bounded for the DynamoDB item.
 MAX_REPLIES: Final = 50
+#: How much of a reply's text an enrolment keeps: enough for any answer a branch compares ("1", "sí, confirmo"),
+#: while an enrolment item stays small whatever the customer writes (a long e-mail, a pasted document).
+REPLY_TEXT_KEPT: Final = 1_000
 MAX_SEEN_EVENTS: Final = 100
 _DELIVERY_STATUS: Final = {
     "message.delivered": DeliveryStatus.DELIVERED,
@@ -543,7 +546,8 @@ def _apply_event(run: _Run, event: DomainEvent) -> None:
         _update_delivery(run, event, delivered)
     reply = Reply.from_event(event)
     if reply is not None:
-        record = ReplyRecord(at=reply.at, text=reply.text, button=reply.button, channel=reply.channel)
+        text = reply.text[:REPLY_TEXT_KEPT] if reply.text else None  # answers are short; an e-mail can be huge
+        record = ReplyRecord(at=reply.at, text=text, button=reply.button, channel=reply.channel)
         state["replies"] = (*state["replies"], record)[-MAX_REPLIES:]
     outcome = run.workflow.ending(run.facts(incoming=event))
     if outcome is not None:

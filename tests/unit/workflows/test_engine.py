@@ -136,6 +136,17 @@ def test_a_reply_after_the_email_exits_before_the_whatsapp() -> None:
     assert late.effects == ()
 
 
+def test_a_long_reply_is_kept_short_on_the_enrolment() -> None:
+    journey = Journey("documento_descargado", downloaded())
+
+    journey.feed(reply("Hola, les cuento mi caso. " * 400, at=T0 + timedelta(days=1)))
+
+    [kept] = journey.enrolment.replies
+    assert kept.text is not None
+    assert len(kept.text) == 1_000
+    assert journey.enrolment.outcome == "replied"
+
+
 def test_no_reply_for_three_days_sends_the_whatsapp_and_a_reply_then_exits() -> None:
     # Given
     journey = Journey("documento_descargado", downloaded())
