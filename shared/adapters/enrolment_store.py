@@ -13,26 +13,19 @@ ends the enrolment deletes it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters.dynamodb import from_item, to_item
 from shared.adapters.profile_store import (
-    _CANCELLED,
     ProfileStore,
-    _code,
+    _cursor_key,
     _encode_cursor,
-    _reasons,
-    _translated,
     customer_pk,
 )
-from shared.errors import InvalidInput, PermanentError, RetryableError
+from shared.errors import InvalidInput, PermanentError
 from shared.models.common import sortable_timestamp
 from shared.workflows.engine import Enrolment
 
@@ -114,7 +107,7 @@ class EnrolmentStore(ProfileStore):
                 "since": enrolment.started_at,
             }
             writes.append(_put(self.table_name, guard, "attribute_not_exists(pk)"))
-        return self._write(writes) is None
+        return self._transact_or_reasons(writes) is None
 
     def save(self, enrolment: Enrolment, expected_version: int) -> bool:
         """Store the state ``advance`` returned, if the stored one is still ``expected_version`` (optimistic locking).
@@ -151,7 +144,7 @@ class EnrolmentStore(ProfileStore):
                 "ExpressionAttributeValues": to_item({":id": enrolment.id}),
             }
         }
-        failed = self._write([put, release])
+        failed = self._transact_or_reasons([put, release])
         if failed is None:
             return True
         if failed[0] == _FAILED:
@@ -204,18 +197,6 @@ class EnrolmentStore(ProfileStore):
         request = {name: value for name, value in put["Put"].items() if name != "TableName"}
         return self._conditionally("put_item", **request)
 
-    def _write(self, writes: list[dict[str, Any]]) -> list[str] | None:
-        """Write all or nothing: None when written, else the cancellation reason of each write (in order)."""
-        try:
-            self.client.transact_write_items(TransactItems=writes)
-        except ClientError as error:
-            if _code(error) == _CANCELLED and _FAILED in _reasons(error):
-                return _reasons(error)
-            raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return None
-
 
 def _put(
     table: str, values: Mapping[str, Any], condition: str, placeholders: Mapping[str, Any] | None = None
@@ -252,10 +233,7 @@ def _enrolment(values: Mapping[str, Any]) -> Enrolment:
 
 
 def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    try:
-        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as error:
-        raise InvalidInput("The cursor is not valid.") from error
+    plain = _cursor_key(cursor)
     names = {"pk", "sk", "gsi2pk", "gsi2sk"}
     if (
         not isinstance(plain, dict)

@@ -12,22 +12,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from shared.adapters.dynamodb import from_item, to_item
 from shared.adapters.profile_store import (
-    _CANCELLED,
-    _CONDITION_FAILED,
     ProfileStore,
-    _code,
     _instant,
-    _reasons,
     _timeline_item,
-    _translated,
     customer_pk,
     timeline_sk,
 )
-from shared.errors import RetryableError
 from shared.ingest.ports import AlreadyRecorded, HeadState, TimelineRecord
 from shared.models.common import Channel
 from shared.models.customer import ConsentPurpose, CustomerProfile
@@ -187,7 +179,8 @@ class OutboundStore(ProfileStore):
                 }
             ),
         }
-        return self._transact([{"Put": {"TableName": self.table_name, "Item": to_item(pointer)}}, {"Update": update}])
+        writes = [{"Put": {"TableName": self.table_name, "Item": to_item(pointer)}}, {"Update": update}]
+        return self._transact_or_reasons(writes) is None
 
     def record_rejected(
         self, job: SendJob, rejected: DeliveryRejected, at: datetime, fallback: OutboundCommand | None
@@ -219,17 +212,6 @@ class OutboundStore(ProfileStore):
         found = self._call("get_item", TableName=self.table_name, ConsistentRead=True,
                            Key=to_item({"pk": customer_pk(customer_id), "sk": sk}))  # fmt: skip
         return from_item(found["Item"]) if "Item" in found else None
-
-    def _transact(self, items: list[dict[str, Any]]) -> bool:
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as error:
-            if _code(error) == _CANCELLED and _CONDITION_FAILED in _reasons(error):
-                return False
-            raise _translated(error) from error
-        except BotoCoreError as error:
-            raise RetryableError("The profile table is unavailable; try again.") from error
-        return True
 
 
 def _job_sk(job: SendJob) -> str:

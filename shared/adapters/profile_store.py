@@ -672,6 +672,18 @@ class ProfileStore:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return True
 
+    def _transact_or_reasons(self, writes: list[dict[str, Any]]) -> list[str] | None:
+        """Write all or nothing: None when written; when a condition failed, every write's cancellation reason."""
+        try:
+            self.client.transact_write_items(TransactItems=writes)
+        except ClientError as error:
+            if _code(error) == _CANCELLED and "ConditionalCheckFailed" in _reasons(error):
+                return _reasons(error)
+            raise _translated(error) from error
+        except BotoCoreError as error:
+            raise RetryableError("The profile table is unavailable; try again.") from error
+        return None
+
     def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Put ``item`` unless its key exists: None when written, else the item as stored (from ``ALL_OLD``, or a
         strongly consistent read when DynamoDB did not return it), which tells a retry what the first write was."""
@@ -903,11 +915,16 @@ def _encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, pk: str) -> dict[str, Any]:
+def _cursor_key(cursor: str) -> Any:
+    """The key a cursor of ``_encode_cursor`` holds, as plain values; the caller checks it is one of its own."""
     try:
-        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as error:
         raise InvalidInput("The cursor is not valid.") from error
+
+
+def _decode_cursor(cursor: str, pk: str) -> dict[str, Any]:
+    plain = _cursor_key(cursor)
     if not isinstance(plain, dict) or plain.get("pk") != pk or not str(plain.get("sk", "")).startswith("TL#"):
         raise InvalidInput("The cursor is not valid for this timeline.")
     return to_item({"pk": plain["pk"], "sk": plain["sk"]})

@@ -7,13 +7,11 @@ in memory (ports with adapters of their own), so each step can be driven by hand
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from hilo.local.fake_providers import FakeProviders
 from shared.adapters.dynamodb import from_item
 from shared.adapters.outbound_store import OutboundStore
 from shared.adapters.profile_store import timeline_sk
@@ -27,9 +25,12 @@ from shared.outbound.catalog import shipped_catalog
 from shared.outbound.planning import Outbound
 from shared.outbound.sending import Sender, Sent
 from shared.outbound.wiring import sendable_channels
-from shared.settings import Settings, settings_from
+from shared.settings import Settings
 from tests.unit.ingest.conftest import Aws
 from tests.unit.ingest.support import FakePublisher, envelope, unique_phone
+from tests.unit.senders.conftest import fake, fake_server, settings
+
+__all__ = ["fake", "fake_server", "settings"]  # the senders' fake provider server and settings
 
 
 class Recorder:
@@ -43,23 +44,6 @@ class Recorder:
 class NoTimers:
     def schedule(self, *_: Any, **__: Any) -> None:
         raise AssertionError("nothing here is deferred")
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeProviders]:
-    with FakeProviders() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeProviders) -> FakeProviders:
-    fake_server.clear()
-    return fake_server
-
-
-@pytest.fixture
-def settings(fake: FakeProviders) -> Settings:
-    return settings_from(fake.environ())
 
 
 class World:
