@@ -18,10 +18,19 @@ Why it works the way it does:
   document is a person Hilo should know), claimed with the identity pointer's condition exactly as ingest claims
   one: of two first events for one e-mail, one creates the profile and the other finds it. A lead has no
   conversation: nothing was said yet, and an empty case would sit in the agents' open queue. Its first message
-  opens one, as for any customer without a current case. (``MergeStore.begin`` cannot absorb a profile without a
-  head yet; tests/unit/test_core_events.py holds the case as a strict xfail.)
+  opens one, as for any customer without a current case. A merge can absorb a lead like any profile.
 - **A core system cannot forge Hilo's own events**: the namespaces Hilo publishes in (``message.*``,
   ``customer.*``...) are refused, so consumers can trust them.
+- **The event may carry the person's consents** (``consents``: channel, purpose, status), because the sender's web
+  form is where they ticked "acepto recibir comunicaciones", and a workflow's marketing e-mail needs that opt-in
+  (``shared.outbound.policy``). They become ``Consent`` records with the sender's event source as ``source`` and
+  ``occurred_at`` as ``at``, folded in as keywords are (``merge_consents``: the latest ``at`` per channel and
+  purpose wins), so an older event never undoes a newer opt-out. They are applied *before* the event is published,
+  so what it triggers sees them; a new lead is created with them (no extra write), a known customer's profile is
+  written only when they change it, and a repeat of a published event writes nothing. What actually changed is
+  announced as ``consent.changed``, in ingest's shape (one event per channel and status), so consumers (a
+  workflow's ``exit_when: opt_out``) read one schema whoever learnt it; a retry after a failed publish announces
+  it again under the same ids.
 
 Nothing here knows about AWS or HTTP: ``shared.adapters.core_event_store.CoreEventStore`` and
 ``shared.adapters.event_publisher.EventPublisher`` implement the ports.
@@ -32,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Protocol, Self
@@ -48,15 +58,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from shared.customers import given_identity
 from shared.errors import InvalidInput, RetryableError, Unprocessable
 from shared.identity.normaliser import Normaliser
 from shared.ingest.ports import Clock, EventPublisher, KnownIdentity
-from shared.models.common import IdPrefix, UtcDatetime, id_time, new_id
-from shared.models.customer import CustomerProfile
+from shared.models.common import Channel, IdPrefix, UtcDatetime, id_time, new_id
+from shared.models.customer import Consent, ConsentPurpose, ConsentStatus, CustomerProfile
 from shared.models.events import DomainEvent, EventType
 from shared.models.identity import Identity, IdentityKind
+from shared.outbound.consent import KeywordKind, merge_consents
 
 #: How long a sender's id is remembered: at least 8 days (DESIGN §5), so a retry days later is still a repeat.
 DEDUP_WINDOW: Final = timedelta(days=8)
@@ -73,6 +85,12 @@ IDENTIFIERS: Final = ("email", "phone", "national_id", "crm_id")
 #: Source of the events Hilo publishes itself while accepting one (``customer.created``).
 SOURCE: Final = "hilo.events_api"
 CUSTOMER_CREATED: Final = "customer.created"
+#: Published (source ``SOURCE``) when the event's consents changed the profile, in ingest's shape.
+CONSENT_CHANGED: Final = "consent.changed"
+#: At most this many consents per event: a form asks for one or two; one per channel and purpose would be 20.
+MAX_CONSENTS: Final = 10
+#: The error ``parse_body`` names ``consents.<index>.purpose`` (the entry that repeats a channel and purpose).
+_CONSENT_REPEATED: Final = "consent_repeated"
 
 _PLAIN_SUBJECT_RE: Final = re.compile(r"[a-z][a-z0-9_-]{0,58}")
 _NOT_SLUG_RE: Final = re.compile(r"[^a-z0-9]+")
@@ -106,6 +124,20 @@ def _data_fits(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     if size > MAX_DATA_BYTES:
         raise ValueError(f"data is {size} bytes as JSON; at most {MAX_DATA_BYTES} are accepted")
     return value
+
+
+def _once_each(consents: list[ConsentGiven]) -> list[ConsentGiven]:
+    # A profile holds one consent per (channel, purpose): two in one event would be a contradiction or a typo.
+    first_at: dict[tuple[Channel, ConsentPurpose], int] = {}
+    for index, consent in enumerate(consents):
+        first = first_at.setdefault((consent.channel, consent.purpose), index)
+        if first != index:
+            raise PydanticCustomError(
+                _CONSENT_REPEATED,
+                "consents.{first} already gives {channel} {purpose}; give each channel and purpose once",
+                {"index": index, "first": first, "channel": str(consent.channel), "purpose": str(consent.purpose)},
+            )
+    return consents
 
 
 _Raw = Annotated[str, StringConstraints(min_length=1, max_length=320)]
@@ -143,6 +175,17 @@ class CustomerRef(BaseModel):
         return name, getattr(self, name)
 
 
+class ConsentGiven(BaseModel):
+    """One entry of ``consents``: what the person chose for one channel and purpose. Hilo sets ``source`` (the
+    sender) and ``at`` (``occurred_at``), so a sender cannot give them: an entry is refused with them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    purpose: ConsentPurpose
+    status: ConsentStatus
+
+
 class CoreEventBody(BaseModel):
     """``POST /v1/events``: the contract of DESIGN §3. Unknown fields are refused (a typo must not be dropped)."""
 
@@ -157,6 +200,10 @@ class CoreEventBody(BaseModel):
     customer: CustomerRef
     #: What the consumers need to know, as sent (at most 32 KB of JSON).
     data: Annotated[dict[str, JsonValue], AfterValidator(_data_fits)] = Field(default_factory=dict)
+    #: The person's consents as the sender learnt them (a form's tick box), at most one per channel and purpose.
+    consents: Annotated[list[ConsentGiven], Field(max_length=MAX_CONSENTS), AfterValidator(_once_each)] = Field(
+        default_factory=list
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -178,10 +225,12 @@ def parse_body(document: Any) -> CoreEventBody:
     try:
         return CoreEventBody.model_validate(document)
     except ValidationError as error:
-        details = [
-            {"field": ".".join(str(part) for part in item["loc"]) or "(body)", "problem": item["msg"]}
-            for item in error.errors(include_url=False, include_input=False)
-        ]
+        details = []
+        for item in error.errors(include_url=False, include_input=False):
+            loc = item["loc"]
+            if item["type"] == _CONSENT_REPEATED:  # the list's validator found it: name the entry that repeats
+                loc = (*loc, item.get("ctx", {}).get("index", ""), "purpose")
+            details.append({"field": ".".join(str(part) for part in loc) or "(body)", "problem": item["msg"]})
         raise Unprocessable("The event is not valid.", details=details) from error
 
 
@@ -253,6 +302,11 @@ class CoreEventRepository(Protocol):
         """Record that the marker's event went out, for this customer. Idempotent."""
         ...
 
+    def record_consents(self, customer_id: str, consents: Sequence[Consent]) -> tuple[Consent, ...]:
+        """Fold the records into the profile (``merge_consents``), writing only when that changes it; the consents
+        the profile held before (those the fold was made on)."""
+        ...
+
 
 # ------------------------------------------------------------------------------------------ pure rules
 
@@ -297,7 +351,72 @@ def customer_identity(ref: CustomerRef, normaliser: Normaliser, at: datetime) ->
         raise Unprocessable(f"Invalid {field}: {error}", details=[{"field": field}]) from error
 
 
+def consent_records(body: CoreEventBody, source: str) -> tuple[Consent, ...]:
+    """The event's ``consents`` as profile records: learnt from ``source`` (the sender's) at ``occurred_at``."""
+    return tuple(
+        Consent(channel=given.channel, purpose=given.purpose, status=given.status, source=source, at=body.occurred_at)
+        for given in body.consents
+    )
+
+
+def consent_changes(held: Sequence[Consent], records: Sequence[Consent], *, resumed: bool) -> tuple[Consent, ...]:
+    """The records that change what the profile says: they won the fold (``merge_consents``) and set a new channel
+    and purpose or another status. A newer or equal choice with the same status is kept but changes nothing.
+
+    Parameters
+    ----------
+    held : sequence of Consent
+        The profile's consents before these records were applied.
+    records : sequence of Consent
+        This event's records (one per channel and purpose).
+    resumed : bool
+        True when an earlier attempt of this event may have applied them and died before announcing them: a held
+        record *equal* to one of ours is then taken as that attempt's change and announced again (same event id).
+
+    Returns
+    -------
+    tuple of Consent
+        In the order given; empty when nothing changed.
+    """
+    before = {(consent.channel, consent.purpose): consent for consent in held}
+    after = {(consent.channel, consent.purpose): consent for consent in merge_consents(held, records)}
+    changed = []
+    for record in records:
+        key = (record.channel, record.purpose)
+        previous = before.get(key)
+        if after[key] != record:
+            continue  # an older choice than the one held: ignored
+        if previous is None or previous.status != record.status or (resumed and previous == record):
+            changed.append(record)
+    return tuple(changed)
+
+
+def consent_changed_data(channel: Channel, status: ConsentStatus, records: Sequence[Consent]) -> dict[str, Any]:
+    """``consent.changed``'s ``data`` as ingest publishes it for a keyword, for records not learnt from one: no
+    ``keyword``, ``reply`` or ``language`` (null), ``provider_replies`` false. ``kind`` is ``opt_out`` or ``opt_in``."""
+    return {
+        "kind": str(KeywordKind.OPT_OUT if status == ConsentStatus.OPTED_OUT else KeywordKind.OPT_IN),
+        "keyword": None,
+        "channel": str(channel),
+        "consents": [record.model_dump(mode="json") for record in records],
+        "reply": None,
+        "language": None,
+        "provider_replies": False,
+    }
+
+
 # ------------------------------------------------------------------------------------------ the use case
+
+
+@dataclass(frozen=True)
+class _Customer:
+    """Whom the event is about, and how this event met them."""
+
+    id: str
+    #: This event created them, now or on an earlier attempt (the lead's id is seeded by the event, so a retry knows).
+    created: bool
+    #: This very request created them, with the event's consents on the new profile.
+    born_now: bool
 
 
 class CoreEvents:
@@ -343,6 +462,11 @@ class CoreEvents:
             window (422, naming the field).
         RetryableError
             Storage or fan-out failed; the same request again finishes the job (503).
+
+        Notes
+        -----
+        ``consents`` are on the customer's profile before anything is published (``consent.changed`` first, for
+        what changed), so a workflow the event triggers sends under them.
         """
         now = self.clock()
         if body.occurred_at > now + self.max_skew:
@@ -368,30 +492,44 @@ class CoreEvents:
             if earlier.published_at is not None and earlier.customer_id is not None:
                 return Accepted(earlier.event_id, earlier.customer_id, duplicate=True)
             mine = earlier  # claimed by a request that has not published (yet, or ever): publish under its id
-        customer_id, created = self._customer(identity, body, seed, now)
+        records = consent_records(body, source)
+        customer = self._customer(identity, body, records, seed, now)
+        changed = self._consents(customer, records, resumed=earlier is not None)
         events: list[DomainEvent] = []
-        if created:
-            events.append(self._created_event(customer_id, seed, sender))
-        events.append(self._event(mine.event_id, body, source, customer_id, sender))
+        if customer.created:
+            events.append(self._created_event(customer.id, seed, sender))
+        events.extend(self._consent_events(changed, body, seed, customer.id, sender))
+        events.append(self._event(mine.event_id, body, source, customer.id, sender))
         self.publisher.publish(events)
-        self.repository.mark_published(mine, customer_id, self.clock())
-        return Accepted(mine.event_id, customer_id, duplicate=False)
+        self.repository.mark_published(mine, customer.id, self.clock())
+        return Accepted(mine.event_id, customer.id, duplicate=False)
 
     # ------------------------------------------------------------------ steps
-    def _customer(self, identity: Identity, body: CoreEventBody, seed: str, now: datetime) -> tuple[str, bool]:
-        """The customer who holds the identity, else a new lead; True when this event created them (now or on an
-        earlier attempt: the lead's id is seeded by the event, so a retry still knows)."""
+    def _customer(
+        self, identity: Identity, body: CoreEventBody, consents: tuple[Consent, ...], seed: str, now: datetime
+    ) -> _Customer:
+        """The customer who holds the identity, else a new lead created with the event's ``consents``."""
         lead_id = new_id(IdPrefix.CUSTOMER, at=body.occurred_at, seed=seed)
         known = self.repository.find_customer(identity.lookup_kind, identity.lookup_value)
         if known is None:
-            profile = CustomerProfile(id=lead_id, display_name=body.customer.name, created_at=now, updated_at=now)
+            profile = CustomerProfile(id=lead_id, display_name=body.customer.name, consents=consents, created_at=now,
+                                      updated_at=now)  # fmt: skip
             if self.repository.create_lead(NewLead(profile=profile, identity=identity)):
-                return lead_id, True
+                return _Customer(lead_id, created=True, born_now=True)
             # Claimed meanwhile (a twin event, or the person's first message): read who won, strongly consistent.
             known = self.repository.find_customer(identity.lookup_kind, identity.lookup_value, consistent=True)
             if known is None:
                 raise RetryableError("The customer's identifier was claimed but cannot be read yet; try again.")
-        return known.customer_id, known.customer_id == lead_id
+        return _Customer(known.customer_id, created=known.customer_id == lead_id, born_now=False)
+
+    def _consents(self, customer: _Customer, records: tuple[Consent, ...], *, resumed: bool) -> tuple[Consent, ...]:
+        """Put the event's consents on the customer's profile; the records that changed it (``consent_changes``)."""
+        if customer.born_now:
+            return records  # written with the new profile, where nothing was held
+        if not records:
+            return ()
+        held = self.repository.record_consents(customer.id, records)
+        return consent_changes(held, records, resumed=resumed)
 
     def _event(self, event_id: str, body: CoreEventBody, source: str, customer_id: str, sender: Sender) -> DomainEvent:
         return DomainEvent.model_validate(
@@ -405,6 +543,27 @@ class CoreEvents:
                 "data": body.data,
             }
         )
+
+    @staticmethod
+    def _consent_events(
+        changed: Sequence[Consent], body: CoreEventBody, seed: str, customer_id: str, sender: Sender
+    ) -> list[DomainEvent]:
+        # One per channel and status, as a keyword makes one per channel: ``kind`` then speaks for every record.
+        groups: dict[tuple[Channel, ConsentStatus], list[Consent]] = {}
+        for consent in changed:
+            groups.setdefault((consent.channel, consent.status), []).append(consent)
+        return [
+            DomainEvent.new(
+                CONSENT_CHANGED,
+                source=SOURCE,
+                correlation_id=sender.correlation_id,
+                customer_id=customer_id,
+                occurred_at=body.occurred_at,
+                id_seed=f"{seed}:{CONSENT_CHANGED}:{channel}:{status}",
+                data=consent_changed_data(channel, status, records),
+            )
+            for (channel, status), records in groups.items()
+        ]
 
     @staticmethod
     def _created_event(customer_id: str, seed: str, sender: Sender) -> DomainEvent:

@@ -1,6 +1,6 @@
 """``POST /v1/events`` over real HTTP on the local twin: a core system says a lead downloaded a document; Hilo
-answers 202, creates the lead once, puts the event on the integration bus once, and refuses a wrong call with a
-JSON error naming what is wrong."""
+answers 202, creates the lead once (with the consents the person gave on the sender's form), puts the event on the
+integration bus once, and refuses a wrong call with a JSON error naming what is wrong."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import pytest
 
 from hilo.local.stack import LocalStack, wait_until
 from tests.conftest import TEST_CONFIG
-from tests.helpers import HttpResult, http, poll_json
+from tests.helpers import HttpResult, http, poll_json, whatsapp_text
 
 pytestmark = pytest.mark.stack
 
 AUTH = {"authorization": f"Bearer {TEST_CONFIG['HILO_DEV_TOKEN']}"}
 JSON = {"content-type": "application/json"}
 EVENT_TYPE = "document.downloaded"
+OPT_IN_EMAIL = {"channel": "email", "purpose": "marketing", "status": "opted_in"}
 
 
 class BusListener:
@@ -39,8 +40,8 @@ class BusListener:
                                 Targets=[{"Id": "test", "Arn": attributes["Attributes"]["QueueArn"]}])  # fmt: skip
         self.seen: list[dict[str, Any]] = []
 
-    def wait_for(self, **detail: Any) -> list[dict[str, Any]]:
-        """The deliveries whose event (``detail``) has these fields, once at least one arrived (10 s at most)."""
+    def wait_for(self, count: int = 1, **detail: Any) -> list[dict[str, Any]]:
+        """The deliveries whose event (``detail``) has these fields, once ``count`` arrived (10 s at most)."""
 
         def arrived() -> list[dict[str, Any]]:
             messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -49,7 +50,7 @@ class BusListener:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             return [body for body in self.seen if all(body["detail"].get(k) == v for k, v in detail.items())]
 
-        wait_until(arrived, timeout=10)
+        wait_until(lambda: len(arrived()) >= count, timeout=10)
         return arrived()
 
     def close(self) -> None:
@@ -142,6 +143,24 @@ def test_without_a_token_or_with_another_one_it_is_a_401(hilo_stack: LocalStack)
         (a_lead_event(occurred_at="2026-03-02T10:00:00"), 422, "unprocessable", "occurred_at"),
         (a_lead_event(data={"blob": "x" * 40_000}), 422, "unprocessable", "data"),
         (a_lead_event(data={"blob": "x" * 70_000}), 413, "payload_too_large", None),
+        (
+            a_lead_event(consents=[OPT_IN_EMAIL, {**OPT_IN_EMAIL, "channel": "fax"}]),
+            422,
+            "unprocessable",
+            "consents.1.channel",
+        ),
+        (
+            a_lead_event(consents=[OPT_IN_EMAIL, {**OPT_IN_EMAIL, "status": "opted_out"}]),
+            422,
+            "unprocessable",
+            "consents.1.purpose",
+        ),
+        (
+            a_lead_event(consents=[{**OPT_IN_EMAIL, "at": "2020-01-01T00:00:00Z"}]),
+            422,
+            "unprocessable",
+            "consents.0.at",
+        ),
         ('{"id": "x", ', 400, "invalid_input", None),
         ("", 400, "invalid_input", None),
     ],
@@ -172,3 +191,77 @@ def test_another_content_type_is_a_415_and_another_method_a_405(hilo_stack: Loca
     assert listed.status == 405, listed.body
     assert listed.headers["allow"] == "POST"
     assert listed.json()["error"] == "method_not_allowed"
+
+
+# ------------------------------------------------------------------------------------------ consents
+
+
+def twin_now(stack: LocalStack) -> datetime:
+    """The twin's clock, which other tests move forward: times are set by it, as every function reads it."""
+    return datetime.fromisoformat(http("GET", f"{stack.api_url}/_dev/clock").json()["now"])
+
+
+def card(stack: LocalStack, customer_id: str) -> dict[str, Any]:
+    response = http("GET", f"{stack.api_url}/v1/customers/{customer_id}", headers=AUTH)
+    assert response.status == 200, response.body
+    found: dict[str, Any] = response.json()["customer"]
+    return found
+
+
+def test_a_lead_gets_its_forms_consents_once_and_they_are_announced_once(
+    hilo_stack: LocalStack, bus: BusListener
+) -> None:
+    # Given a download form where the person ticked "acepto recibir comunicaciones" for e-mail and WhatsApp
+    body = a_lead_event(occurred_at=(twin_now(hilo_stack) - timedelta(seconds=5)).isoformat(),
+                        consents=[OPT_IN_EMAIL, {**OPT_IN_EMAIL, "channel": "whatsapp"}])  # fmt: skip
+    # When the site posts it, then posts it again
+    first = post_event(hilo_stack, body)
+    assert first.status == 202, first.body
+    customer_id = first.json()["customer_id"]
+    version = card(hilo_stack, customer_id)["version"]
+    again = post_event(hilo_stack, body)
+    assert again.status == 202, again.body
+    assert again.json()["duplicate"] is True
+    # Then the agent's card shows both opt-ins, from the sender, at the event's time; the repeat wrote nothing
+    shown = card(hilo_stack, customer_id)
+    at = datetime.fromisoformat(body["occurred_at"])
+    assert [(c["channel"], c["purpose"], c["status"], c["source"], datetime.fromisoformat(c["at"]))
+            for c in shown["consents"]] == [("email", "marketing", "opted_in", "core.dev", at),
+                                            ("whatsapp", "marketing", "opted_in", "core.dev", at)]  # fmt: skip
+    assert shown["version"] == version
+    # And each change reached the bus once, in ingest's shape
+    changes = bus.wait_for(count=2, type="consent.changed", customer_id=customer_id)
+    assert sorted((c["detail"]["data"]["channel"], c["detail"]["data"]["kind"]) for c in changes) == [
+        ("email", "opt_in"),
+        ("whatsapp", "opt_in"),
+    ]
+    assert all(c["detail"]["source"] == "hilo.events_api" for c in changes)
+
+
+def test_an_older_events_opt_in_does_not_undo_a_whatsapp_baja(hilo_stack: LocalStack, bus: BusListener) -> None:
+    # Given a customer who wrote BAJA on WhatsApp a minute ago (the twin runs in MX)
+    national = f"55{secrets.randbelow(10**8):08d}"
+    now = twin_now(hilo_stack)
+    whatsapp_text(hilo_stack.api_url, TEST_CONFIG["HILO_META_APP_SECRET"], f"52{national}", "BAJA",
+                  int((now - timedelta(minutes=1)).timestamp()))  # fmt: skip
+    url = f"{hilo_stack.api_url}/v1/customers?phone={quote('+52' + national)}"
+    opted_out = poll_json(url, AUTH, lambda found: found["customer"]["consents"])["customer"]
+    # When the CRM posts, now, a form of an hour ago that opted in to WhatsApp and e-mail marketing
+    body = a_lead_event(customer={"phone": national}, occurred_at=(now - timedelta(hours=1)).isoformat(),
+                        consents=[{**OPT_IN_EMAIL, "channel": "whatsapp"}, OPT_IN_EMAIL])  # fmt: skip
+    response = post_event(hilo_stack, body)
+    # Then the event is the customer's, the BAJA stands, and only the e-mail opt-in, which it does not contradict,
+    # is added and announced
+    assert response.status == 202, response.body
+    assert response.json()["customer_id"] == opted_out["id"]
+    shown = card(hilo_stack, opted_out["id"])["consents"]
+    assert {(c["channel"], c["purpose"]): (c["status"], c["source"]) for c in shown} == {
+        ("whatsapp", "marketing"): ("opted_out", "keyword:BAJA"),
+        ("email", "marketing"): ("opted_in", "core.dev"),
+    }
+    bus.wait_for(id=response.json()["event_id"])
+    changes = [c["detail"] for c in bus.wait_for(count=2, type="consent.changed", customer_id=opted_out["id"])]
+    assert sorted((c["source"], c["data"]["channel"], c["data"]["kind"]) for c in changes) == [
+        ("hilo.events_api", "email", "opt_in"),
+        ("hilo.ingest", "whatsapp", "opt_out"),
+    ]

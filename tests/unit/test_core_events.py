@@ -1,6 +1,7 @@
 """Core-system events (``POST /v1/events``) through the use case, with the real DynamoDB, SQS and EventBridge
-adapters on moto: the customer is found or created once, each sender's id counts once for 8 days, and every broken
-rule is a 422 naming its field."""
+adapters on moto: the customer is found or created once, each sender's id counts once for 8 days, the consents an
+event carries reach the profile before the event goes out (never undoing a newer choice), and every broken rule is a
+422 naming its field."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from shared.adapters.core_event_store import CoreEventStore
 from shared.adapters.event_publisher import EventPublisher
@@ -20,14 +22,17 @@ from shared.core_events import (
     Accepted,
     CoreEvents,
     Sender,
+    consent_changes,
     event_source,
     parse_body,
 )
 from shared.errors import RetryableError, Unprocessable
 from shared.identity import Normaliser
-from shared.models.common import IdPrefix, new_id
+from shared.models.common import Channel, IdPrefix, new_id
+from shared.models.customer import Consent, ConsentPurpose, ConsentStatus
 from shared.models.events import DomainEvent
 from shared.models.identity import IdentityKind
+from shared.outbound.policy import Reason, decide
 from tests.unit.identity import checkdigits
 from tests.unit.ingest.conftest import Aws, _provision, moto_server  # noqa: F401 - a fixture
 from tests.unit.ingest.support import T0, Faults, aws_client, envelope, run_together
@@ -360,7 +365,215 @@ def test_a_crm_id_is_its_own_kind_of_identity(aws: Aws) -> None:
     assert pointer(aws, "crm_id", crm_id) == accepted.customer_id
 
 
+# ------------------------------------------------------------------------------------------ consents
+
+
+def consents_of(aws: Aws, customer_id: str) -> dict[tuple[str, str], tuple[str, str, datetime]]:
+    """The profile's consents as stored: (channel, purpose) → (status, source, at)."""
+    profile = aws.store().get_profile(customer_id)
+    assert profile is not None
+    return {(str(c.channel), str(c.purpose)): (str(c.status), c.source, c.at) for c in profile.consents}
+
+
+class ConsentChanged(BaseModel):
+    """``consent.changed``'s ``data`` as a consumer reads it (ingest's shape); extra fields would fail it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    keyword: str | None
+    channel: str
+    consents: list[dict[str, str]]
+    reply: str | None
+    language: str | None
+    provider_replies: bool
+
+
+def announced(events: list[DomainEvent]) -> list[tuple[str, Any, Any]]:
+    return [(event.type, event.data.get("channel"), event.data.get("kind")) for event in events]
+
+
+def test_a_lead_is_born_with_its_forms_consents_so_its_workflow_may_send_marketing(aws: Aws) -> None:
+    # Given a web form where the person ticked "acepto recibir comunicaciones" for e-mail and WhatsApp
+    body = a_body({"email": unique_email("laura")}, consents=[_consent("email"), _consent("whatsapp")])
+    hooked = own_clients(aws)
+    dynamodb = Faults().attach(hooked.dynamodb)
+    # When the site posts the download
+    accepted = send(hooked, body)
+    # Then the lead has both opt-ins, learnt from the sender at the event's time, for no extra request
+    assert dynamodb.operations == ["PutItem", "GetItem", "TransactWriteItems", "UpdateItem"]
+    assert consents_of(aws, accepted.customer_id) == {
+        ("email", "marketing"): ("opted_in", "core.crm", T0),
+        ("whatsapp", "marketing"): ("opted_in", "core.crm", T0),
+    }
+    # And the send rules let a marketing e-mail go, which without the consent they refuse
+    profile = aws.store().get_profile(accepted.customer_id)
+    assert profile is not None
+    allowed = decide(profile, Channel.EMAIL, ConsentPurpose.MARKETING, T0, last_inbound_at={}, quiet_hours=None)
+    assert allowed.reason == Reason.ALLOWED
+    bare = profile.model_copy(update={"consents": ()})
+    refused = decide(bare, Channel.EMAIL, ConsentPurpose.MARKETING, T0, last_inbound_at={}, quiet_hours=None)
+    assert refused.reason == Reason.NO_MARKETING_OPT_IN
+    # And each change is announced before the event that starts the workflow
+    events = published(aws)
+    assert announced(events) == [
+        ("customer.created", None, None),
+        ("consent.changed", "email", "opt_in"),
+        ("consent.changed", "whatsapp", "opt_in"),
+        ("document.downloaded", None, None),
+    ]
+    email = events[1]
+    assert (email.source, email.customer_id, email.occurred_at) == ("hilo.events_api", accepted.customer_id, T0)
+    assert email.data["consents"] == [
+        {
+            "channel": "email",
+            "purpose": "marketing",
+            "status": "opted_in",
+            "source": "core.crm",
+            "at": "2026-03-02T15:00:00Z",
+        }
+    ]
+
+
+def test_an_older_events_opt_in_never_undoes_a_newer_opt_out_and_a_newer_one_does(aws: Aws) -> None:
+    # Given a customer who wrote BAJA by e-mail at T0
+    address = unique_email("mateo")
+    customer = aws.ingest()(envelope(channel="email", provider="ses", sender=address, text="BAJA")).customer_id
+    (keyword,) = [event for event in published(aws) if event.type == "consent.changed"]
+    # When, ten minutes later, the CRM posts an event of an hour before whose form opted in to e-mail and WhatsApp
+    aws.clock.advance(timedelta(minutes=10))
+    hour_before = T0 - timedelta(hours=1)
+    send(aws, a_body({"email": address}, occurred_at=hour_before.isoformat(),
+                     consents=[_consent("email"), _consent("whatsapp")]))  # fmt: skip
+    # Then the e-mail opt-out stands; WhatsApp, where the customer had said nothing, takes the opt-in
+    assert consents_of(aws, customer) == {
+        ("email", "marketing"): ("opted_out", "keyword:BAJA", T0),
+        ("whatsapp", "marketing"): ("opted_in", "core.crm", hour_before),
+    }
+    events = published(aws)
+    assert announced(events) == [("consent.changed", "whatsapp", "opt_in"), ("document.downloaded", None, None)]
+    # And consumers read one schema, whoever learnt the consent
+    assert set(events[0].data) == set(keyword.data)
+    ours, theirs = events[0].payload(ConsentChanged), keyword.payload(ConsentChanged)
+    assert set(ours.consents[0]) == set(theirs.consents[0])
+    # When a newer event says the customer opted in again by e-mail, that is their latest word
+    send(aws, a_body({"email": address}, occurred_at=aws.clock().isoformat(), consents=[_consent("email")]))
+    assert consents_of(aws, customer)[("email", "marketing")] == ("opted_in", "core.crm", aws.clock())
+    assert announced(published(aws)) == [("consent.changed", "email", "opt_in"), ("document.downloaded", None, None)]
+
+
+def test_consents_for_a_known_customer_cost_a_read_and_a_write_only_when_they_change_it(aws: Aws) -> None:
+    # Given a known customer (a lead of an earlier event)
+    crm_id = f"C-{secrets.token_hex(4)}"
+    customer = send(aws, a_body({"crm_id": crm_id})).customer_id
+    published(aws)
+    hooked = own_clients(aws)
+    dynamodb = Faults().attach(hooked.dynamodb)
+    # When the core system says they opted out of SMS altogether
+    stop = [_consent("sms", "opted_out"), _consent("sms", "opted_out", "transactional")]
+    body = a_body({"crm_id": crm_id}, consents=stop)
+    send(hooked, body)
+    # Then: claim, pointer, the profile's consents (consistent), their write, the mark; one event for the channel
+    assert dynamodb.operations == ["PutItem", "GetItem", "GetItem", "UpdateItem", "UpdateItem"]
+    assert {key: status for key, (status, _, _) in consents_of(aws, customer).items()} == {
+        ("sms", "marketing"): "opted_out",
+        ("sms", "transactional"): "opted_out",
+    }
+    (changed, _) = published(aws)
+    assert (changed.type, changed.data["kind"]) == ("consent.changed", "opt_out")
+    assert [(c["purpose"], c["status"]) for c in changed.payload(ConsentChanged).consents] == [
+        ("marketing", "opted_out"),
+        ("transactional", "opted_out"),
+    ]
+    # When another event carries the very same records (a form sent twice, same instant): read, not written
+    dynamodb.operations.clear()
+    send(hooked, {**body, "id": f"evt-{secrets.token_hex(6)}"})
+    assert dynamodb.operations == ["PutItem", "GetItem", "GetItem", "UpdateItem"]
+    assert announced(published(aws)) == [("document.downloaded", None, None)]
+
+
+def test_a_repeat_of_an_event_with_consents_writes_and_announces_nothing(aws: Aws) -> None:
+    crm_id = f"C-{secrets.token_hex(4)}"
+    customer = send(aws, a_body({"crm_id": crm_id})).customer_id
+    body = a_body({"crm_id": crm_id}, consents=[_consent("whatsapp")])
+    send(aws, body)
+    published(aws)
+    profile = aws.store().get_profile(customer)
+    assert profile is not None
+    hooked = own_clients(aws)
+    dynamodb = Faults().attach(hooked.dynamodb)
+    again = send(hooked, body, Sender("crm", "req-2"))
+    assert again.duplicate
+    assert dynamodb.operations == ["PutItem"]
+    assert published(aws) == []
+    assert aws.store().get_profile(customer) == profile
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known customer", "new lead"])
+def test_a_retry_after_a_failed_publish_announces_the_consents_again_under_the_same_ids(aws: Aws, known: bool) -> None:
+    # Given an event whose consents were applied, then the integration bus failed (the queue got the events)
+    crm_id = f"C-{secrets.token_hex(4)}"
+    if known:
+        send(aws, a_body({"crm_id": crm_id}))
+        published(aws)
+    body = a_body({"crm_id": crm_id}, consents=[_consent("whatsapp")])
+    failing = own_clients(aws)
+    Faults(fail_on={1}).attach(failing.events, "events")
+    with pytest.raises(RetryableError):
+        send(failing, body)
+    first = published(aws)
+    # When the sender retries
+    hooked = own_clients(aws)
+    dynamodb = Faults().attach(hooked.dynamodb)
+    retried = send(hooked, body, Sender("crm", "req-2"))
+    # Then the profile, which has the consent already, is read and not written again
+    assert dynamodb.operations == ["PutItem", "GetItem", "GetItem", "UpdateItem"]
+    assert consents_of(aws, retried.customer_id) == {("whatsapp", "marketing"): ("opted_in", "core.crm", T0)}
+    # And the change is announced again, under the ids of the first attempt (consumers deduplicate on them)
+    again = published(aws)
+    assert [(event.id, event.type) for event in again] == [(event.id, event.type) for event in first]
+    assert "consent.changed" in {event.type for event in again}
+
+
+def _record(status: ConsentStatus, at: datetime, source: str = "core.crm") -> Consent:
+    return Consent(channel=Channel.EMAIL, purpose=ConsentPurpose.MARKETING, status=status, source=source, at=at)
+
+
+def test_a_change_is_a_new_pair_or_another_status_that_is_not_older_than_the_one_held() -> None:
+    opted_in, opted_out = ConsentStatus.OPTED_IN, ConsentStatus.OPTED_OUT
+    later = T0 + timedelta(minutes=1)
+    assert consent_changes((), [_record(opted_in, T0)], resumed=False) == (_record(opted_in, T0),)
+    assert consent_changes([_record(opted_out, later, "keyword:BAJA")], [_record(opted_in, T0)], resumed=False) == ()
+    assert consent_changes([_record(opted_out, T0, "keyword:BAJA")], [_record(opted_in, later)], resumed=False) == (
+        _record(opted_in, later),
+    )
+    # The same status again, newer: kept on the profile (the latest word) but nothing changed
+    assert consent_changes([_record(opted_in, T0, "keyword:ALTA")], [_record(opted_in, later)], resumed=False) == ()
+    # The very record held: this event's own, if an earlier attempt may have written it without announcing it
+    assert consent_changes([_record(opted_in, T0)], [_record(opted_in, T0)], resumed=False) == ()
+    assert consent_changes([_record(opted_in, T0)], [_record(opted_in, T0)], resumed=True) == (_record(opted_in, T0),)
+
+
+def test_every_channel_and_purpose_is_accepted_once_each() -> None:
+    given = [_consent(str(channel), purpose=str(purpose)) for channel in Channel for purpose in ConsentPurpose][:10]
+    body = parse_body(a_body(consents=given))
+    assert [(str(c.channel), str(c.purpose)) for c in body.consents] == [(c["channel"], c["purpose"]) for c in given]
+    assert parse_body(a_body()).consents == []
+
+
+def test_a_repeated_consent_is_refused_naming_the_entry_and_the_one_it_repeats() -> None:
+    with pytest.raises(Unprocessable) as raised:
+        parse_body(a_body(consents=[_consent("email"), _consent("email", "opted_out")]))
+    (detail,) = raised.value.details
+    assert detail["field"] == "consents.1.purpose"
+    assert "consents.0" in detail["problem"]
+
+
 # ------------------------------------------------------------------------------------------ refusals
+
+
+def _consent(channel: str, status: str = "opted_in", purpose: str = "marketing") -> dict[str, Any]:
+    return {"channel": channel, "purpose": purpose, "status": status}
 
 
 def _without(name: str) -> dict[str, Any]:
@@ -397,6 +610,15 @@ def _without(name: str) -> dict[str, Any]:
         (a_body(data=[1, 2]), "data"),
         (a_body(data={"blob": "x" * (32 * 1024)}), "data"),
         (a_body(source="crm"), "source"),
+        (a_body(consents={"channel": "email"}), "consents"),
+        (a_body(consents=[_consent("email")] * 11), "consents"),
+        (a_body(consents=[_consent("email"), _consent("fax")]), "consents.1.channel"),
+        (a_body(consents=[_consent("email", purpose="promociones")]), "consents.0.purpose"),
+        (a_body(consents=[_consent("email", status="yes")]), "consents.0.status"),
+        (a_body(consents=[{"channel": "email", "purpose": "marketing"}]), "consents.0.status"),
+        (a_body(consents=[{**_consent("email"), "at": "2020-01-01T00:00:00Z"}]), "consents.0.at"),
+        (a_body(consents=[{**_consent("email"), "source": "web_form"}]), "consents.0.source"),
+        (a_body(consents=[_consent("email"), _consent("sms"), _consent("email", "opted_out")]), "consents.2.purpose"),
     ],
 )
 def test_a_body_that_breaks_the_contract_is_a_422_naming_the_field(body: dict[str, Any], field: str) -> None:
