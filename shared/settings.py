@@ -60,6 +60,8 @@ class Settings(BaseModel):
     #: When a customer gives an identifier another profile holds, merge the two: for any strong identifier
     #: (``strong``), only for ones the provider verified (``verified``), or never, leaving a suggestion (``off``).
     auto_merge: Literal["strong", "verified", "off"] = Field("strong", alias="HILO_AUTO_MERGE")
+    #: Signs the calls of workflows' ``notify`` webhooks (``X-Hilo-Signature``); unset, they go unsigned.
+    webhook_secret: SecretStr | None = Field(None, alias="HILO_WEBHOOK_SECRET")
     local_mode: bool = Field(False, alias=LOCAL_MODE_ENV)
 
     @field_validator("public_url", "twilio_api_url", "meta_graph_url", "telegram_api_url", "sendgrid_api_url")

@@ -44,7 +44,7 @@ from shared.ingest.ports import (
 from shared.ingest.rules import name_key
 from shared.models.common import Channel, sortable_timestamp
 from shared.models.conversation import Conversation, ConversationStatus
-from shared.models.customer import Consent, CustomerProfile
+from shared.models.customer import AttributeChange, Consent, CustomerProfile
 from shared.models.identity import Identity, IdentityKind
 from shared.models.message import Message
 from shared.models.timeline import TimelineEntry
@@ -55,6 +55,8 @@ _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _CANCELLED: Final = "TransactionCanceledException"
 _CONTINUABLE: Final = (ConversationStatus.OPEN, ConversationStatus.PENDING)
 _MAX_PAGE: Final = 100
+#: A profile's attributes at most (``CustomerProfile.attributes``).
+MAX_ATTRIBUTES: Final = 100
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -506,6 +508,48 @@ class ProfileStore:
             except BotoCoreError as error:
                 raise RetryableError("The profile table is unavailable; try again.") from error
             return str(values.get("locale") or "es")
+        raise RetryableError("The customer's profile kept changing; try again.")
+
+    def set_attributes(self, customer_id: str, attributes: Mapping[str, Any], at: datetime) -> list[AttributeChange]:
+        """Set profile attributes (a None value removes one) under ``version = :seen``, retrying a race.
+
+        Returns the attributes that changed, before and after; none when every value already was so (a redelivered
+        workflow step), and then nothing is written. Raises ``PermanentError`` when the profile is gone, or the
+        change would pass the profile's 100 attributes.
+        """
+        key = to_item({"pk": customer_pk(customer_id), "sk": "PROFILE"})
+        for _attempt in range(4):
+            found = self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True,
+                               ProjectionExpression="attributes, version")  # fmt: skip
+            if "Item" not in found:
+                raise PermanentError(f"Customer {customer_id} has no profile to update.")
+            values = from_item(found["Item"])
+            held: dict[str, Any] = dict(values.get("attributes") or {})
+            changes = [
+                AttributeChange(name, held.get(name), value)
+                for name, value in attributes.items()
+                if held.get(name) != value
+            ]
+            if not changes:
+                return []
+            for change in changes:
+                if change.new_value is None:
+                    held.pop(change.name, None)
+                else:
+                    held[change.name] = change.new_value
+            if len(held) > MAX_ATTRIBUTES:
+                raise PermanentError(f"Customer {customer_id} would have more than {MAX_ATTRIBUTES} attributes.")
+            if self._conditionally(
+                "update_item",
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="SET attributes = :attributes, updated_at = :at, version = :next",
+                ConditionExpression="version = :seen",
+                ExpressionAttributeValues=to_item({":attributes": held, ":at": at,
+                                                   ":next": int(values["version"]) + 1,
+                                                   ":seen": int(values["version"])}),
+            ):  # fmt: skip
+                return changes
         raise RetryableError("The customer's profile kept changing; try again.")
 
     def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:

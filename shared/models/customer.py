@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Final, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -142,3 +143,12 @@ class CustomerProfile(BaseModel):
             None when the customer never said anything for that pair; the consent rules decide what that means.
         """
         return next((c for c in self.consents if c.channel == channel and c.purpose == purpose), None)
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    """One profile attribute a write changed: its value before and after (None: absent)."""
+
+    name: str
+    old_value: AttributeValue
+    new_value: AttributeValue

@@ -193,6 +193,16 @@ class StepWake(QueueEnvelope):
     customer_id: CustomerId
     wake: Wake
 
+    @property
+    def dedup_key(self) -> str:
+        """What makes two messages the same wake: the enrolment and the start, the timer or the event."""
+        wake = self.wake
+        if isinstance(wake, Start):
+            return f"{self.enrolment_id}:start"
+        if isinstance(wake, TimerFired):
+            return f"{self.enrolment_id}:timer:{wake.step_id}:{wake.due_at.isoformat()}"
+        return f"{self.enrolment_id}:event:{wake.event.id}"
+
     @classmethod
     def of(cls, enrolment: Enrolment, wake: Start | TimerFired | EventArrived) -> StepWake:
         """The message that wakes ``enrolment``; the trace is the trigger's."""

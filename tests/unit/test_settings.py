@@ -55,4 +55,6 @@ def test_the_contract_names_are_all_known() -> None:
         "HILO_WHATSAPP_PROVIDER", "HILO_META_ACCESS_TOKEN", "HILO_WHATSAPP_PHONE_NUMBER_ID",
         "HILO_META_PAGE_ACCESS_TOKEN", "HILO_META_GRAPH_VERSION", "HILO_TELEGRAM_BOT_TOKEN", "HILO_EMAIL_FROM",
         "HILO_SES_CONFIGURATION_SET",
+        # workflows (issue #6)
+        "HILO_WEBHOOK_SECRET",
     }  # fmt: skip
