@@ -142,7 +142,7 @@ class CloseTaskBody(BaseModel):
         return None if isinstance(value, str) and not value.strip() else value
 
 
-def task_from_effect(effect: CreateTask | Handoff, *, source: str, at: datetime) -> Task:
+def task_from_effect(effect: CreateTask | Handoff, *, source: str) -> Task:
     """The task a workflow's ``CreateTask`` or ``Handoff`` effect asks for, with the effect's key as its id.
 
     Parameters
@@ -151,8 +151,6 @@ def task_from_effect(effect: CreateTask | Handoff, *, source: str, at: datetime)
         From ``shared.workflows.engine.advance``.
     source : str
         Who asks, e.g. ``workflow:documento_descargado``.
-    at : datetime
-        When it was asked (the effect's input instant, so a redelivery makes an identical task).
 
     Returns
     -------
@@ -165,8 +163,9 @@ def task_from_effect(effect: CreateTask | Handoff, *, source: str, at: datetime)
     pydantic.ValidationError
         The effect breaks a task's rules (``data`` over 8 KB as JSON, a key that is not a task id).
     """
+    # Created at the step's own instant (its input's), so a redelivered step makes an identical task.
     common = {"id": effect.key, "customer_id": effect.customer_id, "priority": effect.priority, "source": source,
-              "created_at": at}  # fmt: skip
+              "created_at": effect.at}  # fmt: skip
     if isinstance(effect, Handoff):
         reason = effect.reason.strip()
         cut = len(reason) > _TITLE_MAX

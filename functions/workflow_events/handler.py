@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from shared.errors import PermanentError
+from shared.errors import PermanentError, RetryableError
 from shared.models.events import DomainEvent
 from shared.observability import logger, metrics
 from shared.workflows.router import WorkflowEvents
@@ -50,6 +50,9 @@ def handle(event: dict[str, Any], context: Any, use_case: WorkflowEvents) -> Par
         except PermanentError as error:
             logger.error("event cannot be routed", extra={**ids, "error": error.code, "reason": error.message})
             metrics.add_metric(name="WorkflowEventsPoisoned", unit="Count", value=1)
+            raise
+        except RetryableError as error:
+            logger.warning("event will be routed again", extra={**ids, "reason": error.message})
             raise
         if routed.started or routed.woken or routed.refused:
             logger.info("event routed to workflows",

@@ -13,10 +13,11 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from shared.errors import PermanentError
+from shared.errors import PermanentError, RetryableError
 from shared.observability import logger, metrics
 from shared.workflows.engine import StepWake
 from shared.workflows.steps import WorkflowSteps
@@ -31,7 +32,7 @@ def steps() -> WorkflowSteps:
     return steps_from_environment(os.environ)
 
 
-def handle(event: dict[str, Any], context: Any, use_case: WorkflowSteps) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: Any, use_case: WorkflowSteps) -> PartialItemFailureResponse:
     """Process one batch with the given use case (the function passes the real one; tests pass theirs)."""
 
     def record_handler(record: SQSRecord) -> None:
@@ -49,6 +50,9 @@ def handle(event: dict[str, Any], context: Any, use_case: WorkflowSteps) -> dict
             logger.error("workflow step cannot run", extra={**ids, "error": error.code, "reason": error.message})
             metrics.add_metric(name="WorkflowStepsPoisoned", unit="Count", value=1)
             raise
+        except RetryableError as error:
+            logger.warning("workflow step will be retried", extra={**ids, "reason": error.message})
+            raise
         carried = woken.carried
         logger.info("workflow step ran",
                     extra={**ids, "outcome": str(woken.outcome), "status": woken.status, "step": woken.step,
@@ -63,5 +67,5 @@ def handle(event: dict[str, Any], context: Any, use_case: WorkflowSteps) -> dict
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return handle(event, context, steps())

@@ -541,7 +541,6 @@ class ProfileStore:
                 raise PermanentError(f"Customer {customer_id} would have more than {MAX_ATTRIBUTES} attributes.")
             if self._conditionally(
                 "update_item",
-                TableName=self.table_name,
                 Key=key,
                 UpdateExpression="SET attributes = :attributes, updated_at = :at, version = :next",
                 ConditionExpression="version = :seen",

@@ -20,7 +20,7 @@ counted, and the workflow goes on, as an integration's bad day should not strand
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
@@ -134,6 +134,8 @@ class Effects:
         refused: list[str] = []
         records: list[Record] = []
         events: list[DomainEvent] = []
+        lines = {effect.key: effect for effect in effects if isinstance(effect, Record)}
+        refusals: dict[str, Record] = {}  # by the notify step's line they follow
         for effect in effects:
             counts[type(effect).__name__] = counts.get(type(effect).__name__, 0) + 1
             if isinstance(effect, Record):
@@ -145,24 +147,29 @@ class Effects:
             elif isinstance(effect, CancelTimer):
                 self._timers.cancel(effect.key)
             elif isinstance(effect, UpdateProfile):
-                changes = self._profiles.set_attributes(effect.customer_id, effect.attributes, self._clock())
-                events.extend(attribute_events(enrolment, effect.key, changes, self._clock()))
+                changes = self._profiles.set_attributes(effect.customer_id, effect.attributes, effect.at)
+                events.extend(attribute_events(enrolment, effect.key, changes, effect.at))
             elif isinstance(effect, CreateTask | Handoff):
                 source = f"workflow:{enrolment.workflow_id}"
-                self._tasks.create(task_from_effect(effect, source=source, at=self._clock()))
+                self._tasks.create(task_from_effect(effect, source=source))
                 if isinstance(effect, Handoff):
-                    events.append(handoff_event(enrolment, effect, self._clock()))
+                    events.append(handoff_event(enrolment, effect))
             elif isinstance(effect, Notify):
                 if effect.url is not None:
                     refusal = self._call(effect)
                     if refusal is not None:
                         refused.append(refusal)
-                        records.append(_refusal_record(effect, refusal, records, self._clock()))
+                        refusals[effect.key] = _refusal_record(effect, refusal, lines.get(effect.key))
                 else:
-                    events.append(bus_event(enrolment, effect, self._clock()))
+                    events.append(bus_event(enrolment, effect))
         if events:
             self._events.publish(events)
-        for order, record in enumerate(records):
+        in_order = []
+        for record in records:
+            in_order.append(record)
+            if record.key in refusals:
+                in_order.append(refusals.pop(record.key))
+        for order, record in enumerate([*in_order, *refusals.values()]):
             self._timeline.record(timeline_record(enrolment, record, self._clock(), order=order))
         return Carried(counts, tuple(refused))
 
@@ -175,12 +182,10 @@ class Effects:
         return None
 
 
-def _refusal_record(effect: Notify, refusal: str, records: Iterable[Record], now: datetime) -> Record:
-    """A timeline line beside the notify step's own (its key is the step's), saying the receiver refused."""
-    step_line = next((record for record in records if record.key == effect.key), None)
-    at = step_line.at if step_line is not None else now
+def _refusal_record(effect: Notify, refusal: str, step_line: Record | None) -> Record:
+    """A timeline line right after the notify step's own (same instant, the next in order) saying it was refused."""
     step_id = step_line.step_id if step_line is not None else None
-    return Record(f"{effect.key}:refused", step_id, "notify", "refused", f"webhook refused: {refusal}", at)
+    return Record(f"{effect.key}:refused", step_id, "notify", "refused", f"webhook refused: {refusal}", effect.at)
 
 
 def timeline_record(enrolment: Enrolment, record: Record, received_at: datetime, *, order: int = 0) -> TimelineRecord:
@@ -208,34 +213,35 @@ def timeline_record(enrolment: Enrolment, record: Record, received_at: datetime,
     return TimelineRecord(entry, None, None, str(Provider.HILO), None, received_at, extras)
 
 
-def _event(enrolment: Enrolment, type_: str, key: str, data: Mapping[str, Any], now: datetime) -> DomainEvent:
+def _event(enrolment: Enrolment, type_: str, key: str, data: Mapping[str, Any], at: datetime) -> DomainEvent:
+    """An event of the step ``key``, stamped with the step's instant: the same step gives the same id again."""
     return DomainEvent.new(
         type_,
         source=SOURCE,
         correlation_id=enrolment.trigger.correlation_id,
         customer_id=enrolment.customer_id,
         data=data,
-        occurred_at=now,
+        occurred_at=at,
         id_seed=key,
     )
 
 
-def handoff_event(enrolment: Enrolment, effect: Handoff, now: datetime) -> DomainEvent:
+def handoff_event(enrolment: Enrolment, effect: Handoff) -> DomainEvent:
     """``conversation.handoff_requested``: ids and the workflow's labels, no customer data."""
     data = {"queue": effect.queue, "reason": effect.reason, "priority": str(effect.priority), "task_id": effect.key,
             "workflow_id": enrolment.workflow_id, "enrolment_id": enrolment.id}  # fmt: skip
-    return _event(enrolment, HANDOFF_REQUESTED, effect.key, data, now)
+    return _event(enrolment, HANDOFF_REQUESTED, effect.key, data, effect.at)
 
 
-def bus_event(enrolment: Enrolment, effect: Notify, now: datetime) -> DomainEvent:
+def bus_event(enrolment: Enrolment, effect: Notify) -> DomainEvent:
     """A ``notify`` step's event for the integration bus (and Hilo's own consumers), with the enrolment's ids."""
     assert effect.event_type is not None
     data = {**effect.payload, "workflow_id": enrolment.workflow_id, "enrolment_id": enrolment.id}
-    return _event(enrolment, effect.event_type, effect.key, data, now)
+    return _event(enrolment, effect.event_type, effect.key, data, effect.at)
 
 
 def attribute_events(
-    enrolment: Enrolment, key: str, changes: Sequence[AttributeChange], now: datetime
+    enrolment: Enrolment, key: str, changes: Sequence[AttributeChange], at: datetime
 ) -> list[DomainEvent]:
     """One ``customer.attribute_changed`` per attribute the step changed (the shape ``profile_changed`` reads)."""
     source = f"workflow:{enrolment.workflow_id}"
@@ -243,5 +249,5 @@ def attribute_events(
     for change in changes:
         data = {"attribute": change.name, "old_value": change.old_value, "new_value": change.new_value}
         data["source"] = source
-        events.append(_event(enrolment, ATTRIBUTE_CHANGED, f"{key}:{change.name}", data, now))
+        events.append(_event(enrolment, ATTRIBUTE_CHANGED, f"{key}:{change.name}", data, at))
     return events

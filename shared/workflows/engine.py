@@ -249,6 +249,8 @@ class UpdateProfile:
     key: str
     customer_id: str
     attributes: Mapping[str, Any]
+    #: The step's instant (its input's): what the change is stamped with, so a repeat publishes the same event.
+    at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +266,7 @@ class CreateTask:
     priority: Priority
     due_at: datetime | None
     data: Mapping[str, Any]
+    at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +275,7 @@ class Notify:
 
     key: str
     payload: Mapping[str, Any]
+    at: datetime
     url: str | None = None
     event_type: str | None = None
 
@@ -285,6 +289,7 @@ class Handoff:
     queue: str
     reason: str
     priority: Priority
+    at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -662,7 +667,7 @@ def _run_step(run: _Run, step: Any, at: datetime) -> str | None:
         return variant.next
     if isinstance(step, UpdateProfileStep):
         attributes = _values(step.set, run.facts())
-        run.effects.append(UpdateProfile(key, customer_id, attributes))
+        run.effects.append(UpdateProfile(key, customer_id, attributes, at))
         run.record_step(step.id, StepRecord(at=at))
         run.line(step.id, "update_profile", "done", f"profile: set {', '.join(sorted(attributes))}", at)
         return run.workflow.next_after(step.id)
@@ -670,7 +675,7 @@ def _run_step(run: _Run, step: Any, at: datetime) -> str | None:
         data = _values(step.data, run.facts())
         due_at = at + step.due_in if step.due_in is not None else None
         task = CreateTask(
-            key, customer_id, step.title, step.description, step.queue, step.assignee, step.priority, due_at, data
+            key, customer_id, step.title, step.description, step.queue, step.assignee, step.priority, due_at, data, at
         )
         run.effects.append(task)
         run.record_step(step.id, StepRecord(at=at, task_id=key))
@@ -680,17 +685,17 @@ def _run_step(run: _Run, step: Any, at: datetime) -> str | None:
         facts = run.facts()
         if step.webhook is not None:
             payload = {**_values(step.webhook.payload, facts), **_ids(run, step.id)}
-            run.effects.append(Notify(key, payload, url=step.webhook.url))
+            run.effects.append(Notify(key, payload, at, url=step.webhook.url))
             summary = "webhook called"
         else:
             assert step.event is not None
-            run.effects.append(Notify(key, _values(step.event.data, facts), event_type=step.event.type))
+            run.effects.append(Notify(key, _values(step.event.data, facts), at, event_type=step.event.type))
             summary = f"event {step.event.type} published"
         run.record_step(step.id, StepRecord(at=at))
         run.line(step.id, "notify", "done", summary, at)
         return run.workflow.next_after(step.id)
     if isinstance(step, HandoffStep):
-        run.effects.append(Handoff(key, customer_id, step.queue, step.reason, step.priority))
+        run.effects.append(Handoff(key, customer_id, step.queue, step.reason, step.priority, at))
         run.record_step(step.id, StepRecord(at=at))
         run.line(step.id, "handoff", HANDED_OFF, f"handed to {step.queue}", at)
         run.end(HANDED_OFF, at, status=EnrolmentStatus.EXITED)
@@ -743,5 +748,11 @@ def _ids(run: _Run, step_id: str) -> dict[str, JsonValue]:
 
 def listens(enrolment: Enrolment, event: DomainEvent, workflow: Workflow) -> bool:
     """Tell whether the event router should wake ``enrolment`` with ``event``: open, same customer, a type the
-    workflow listens to. ``advance`` checks again; this saves a queue message."""
-    return enrolment.status.open and event.customer_id == enrolment.customer_id and event.type in workflow.listens_to
+    workflow listens to, and not the very event that enrolled it (a redelivered trigger). ``advance`` checks again;
+    this saves a queue message."""
+    return (
+        enrolment.status.open
+        and event.customer_id == enrolment.customer_id
+        and event.id != enrolment.trigger.id
+        and event.type in workflow.listens_to
+    )

@@ -19,6 +19,8 @@ from shared.errors import RetryableError
 from shared.ingest.ports import Clock
 from shared.models.customer import CustomerProfile
 from shared.models.events import DomainEvent
+from shared.observability import logger
+from shared.workflows.catalog import UnknownWorkflow
 from shared.workflows.engine import (
     Enrolled,
     Enrolment,
@@ -84,7 +86,14 @@ class WorkflowEvents:
         woken = []
         for enrolment in previous:
             if enrolment.status.open:
-                workflow = self._workflows.version(enrolment.workflow_id, enrolment.workflow_version)
+                try:
+                    workflow = self._workflows.version(enrolment.workflow_id, enrolment.workflow_version)
+                except UnknownWorkflow:
+                    # That enrolment cannot run (its wakes park in WorkflowDlq); the customer's other journeys can.
+                    logger.error("open enrolment of an unknown workflow version",
+                                 extra={"enrolment_id": enrolment.id, "workflow_id": enrolment.workflow_id,
+                                        "workflow_version": enrolment.workflow_version})  # fmt: skip
+                    continue
                 if listens(enrolment, event, workflow):
                     self._wakes.send(StepWake.of(enrolment, EventArrived(event=event)))
                     woken.append(enrolment.id)

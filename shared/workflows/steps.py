@@ -6,8 +6,8 @@ crash between them and the save, or a lost race, repeats the same input on the s
 effects, which land once. The opposite order could save a state whose effects never happened.
 
 WorkflowQueue is FIFO with the enrolment as message group, so one enrolment's wakes run one at a time and in order
-(a reply and the timer that it beats never race); a version conflict can still come from a merge copying the item,
-and is met by reloading and advancing again.
+(a reply and the timer that it beats never race). A version conflict can still happen (SQS redelivering a message
+whose first run is still going past its visibility timeout); it is met by reloading and advancing again.
 """
 
 from __future__ import annotations

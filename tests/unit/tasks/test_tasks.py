@@ -190,8 +190,8 @@ def test_a_customers_tasks_open_and_closed_newest_first(store: TaskStore) -> Non
 
 def test_a_workflow_task_effect_becomes_a_follow_up_with_its_key_as_id() -> None:
     effect = CreateTask("workflow:enr_01J:tarea_sin_respuesta", customer(), "Lead sin respuesta", None, "ventas", None,
-                        Priority.HIGH, T0 + timedelta(days=2), {"document_title": "Guía"})  # fmt: skip
-    task = task_from_effect(effect, source="workflow:documento_descargado", at=T0)
+                        Priority.HIGH, T0 + timedelta(days=2), {"document_title": "Guía"}, T0)  # fmt: skip
+    task = task_from_effect(effect, source="workflow:documento_descargado")
     assert task == Task(id="workflow:enr_01J:tarea_sin_respuesta", customer_id=effect.customer_id,
                         kind=TaskKind.FOLLOW_UP, title="Lead sin respuesta", queue="ventas", priority=Priority.HIGH,
                         due_at=T0 + timedelta(days=2), data={"document_title": "Guía"},
@@ -200,13 +200,13 @@ def test_a_workflow_task_effect_becomes_a_follow_up_with_its_key_as_id() -> None
 
 
 def test_a_handoff_becomes_a_handoff_task_titled_by_its_reason() -> None:
-    asked = Handoff("workflow:enr_1:asesor", customer(), "soporte", "Pidió un asesor", Priority.URGENT)
-    short = task_from_effect(asked, source="workflow:bot", at=T0)
+    asked = Handoff("workflow:enr_1:asesor", customer(), "soporte", "Pidió un asesor", Priority.URGENT, T0)
+    short = task_from_effect(asked, source="workflow:bot")
     assert (short.kind, short.title, short.description, short.queue) == (
         TaskKind.HANDOFF, "Pidió un asesor", None, "soporte")  # fmt: skip
     reason = "El cliente está molesto " * 20  # 480 characters
-    long = task_from_effect(Handoff("workflow:enr_1:asesor", customer(), "soporte", reason, Priority.HIGH),
-                            source="workflow:bot", at=T0)  # fmt: skip
+    long = task_from_effect(Handoff("workflow:enr_1:asesor", customer(), "soporte", reason, Priority.HIGH, T0),
+                            source="workflow:bot")  # fmt: skip
     assert len(long.title) == 200
     assert long.title.endswith("…")
     assert long.description == reason.strip()
