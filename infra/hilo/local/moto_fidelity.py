@@ -158,4 +158,90 @@ def apply() -> None:
     # DynamoDB: the twin's functions (chat API, ingest, agent API) run concurrently against one moto server; without
     # this a cancelled transaction of one could undo another's committed write. Kept for the life of the process.
     serialise_dynamodb()
+    _transactions_back_up_their_items()
+    _queries_read_their_partition()
     _applied = True
+
+
+def _queries_read_their_partition() -> None:
+    """A table ``Query`` reads its partition, not the whole table.
+
+    moto answers every ``Query`` by sorting all the table's items and filtering them by partition key, so each read of
+    one customer's items costs as much as the table holds: a long session or a thousand-customer test slowed to
+    seconds per step. A query on the table itself (not an index) now sees only its partition's items; index queries
+    are unchanged. With requests serialised (``serialise_dynamodb``), the per-call view cannot leak into another.
+    """
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is not None or hash_key is None or not self.range_key_attr:
+            return original(self, hash_key, *args, **kwargs)
+        partition = self.items.get(hash_key) or {}
+        in_partition = sorted(partition.values(), key=lambda item: item.range_key)
+        self.all_items = lambda: in_partition  # type: ignore[method-assign]
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query  # type: ignore[method-assign]
+
+
+def _transactions_back_up_their_items() -> None:
+    """``TransactWriteItems`` costs what its items cost, not what the whole table does.
+
+    moto deep-copies every table a transaction names before it starts, to restore on cancellation: a transaction on a
+    table of 50,000 items copies 50,000 items (a workflow run of a thousand enrolments spent most of its time there).
+    Instead, copy the items the transaction names and, when it is cancelled, put those back. With requests
+    serialised (``serialise_dynamodb``) nothing else writes meanwhile, so that restores exactly what moto's copy did.
+    """
+    import copy
+
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.exceptions import (
+        MockValidationException,
+        MultipleTransactionsException,
+        TransactionCanceledException,
+    )
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    class _TablesAsThey:
+        """``copy`` for moto's module: a table "copy" is the table itself; the items are backed up below."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        backups: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+        for request in transact_items:
+            _, operation = next(iter(request.items()))
+            table = self.tables.get(operation.get("TableName"))
+            if table is None:
+                continue
+            if "Key" in operation:
+                key = operation["Key"]
+            else:
+                names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+                key = {name: operation["Item"][name] for name in names if name in operation.get("Item", {})}
+            found = self.get_item(table.name, key) if len(key) == len(table.schema) else None
+            backups.append((table.name, key, copy.deepcopy(found.to_json()["Attributes"]) if found else None))
+        try:
+            original(self, transact_items)
+        except (TransactionCanceledException, MultipleTransactionsException, MockValidationException):
+            for table_name, key, attributes in reversed(backups):
+                if attributes is None:
+                    if self.get_item(table_name, key) is not None:
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            raise
+
+    dynamodb_models.copy = _TablesAsThey  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
