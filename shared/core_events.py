@@ -65,7 +65,7 @@ from shared.errors import InvalidInput, RetryableError, Unprocessable
 from shared.identity.normaliser import Normaliser
 from shared.ingest.ports import Clock, EventPublisher, KnownIdentity
 from shared.models.common import Channel, IdPrefix, UtcDatetime, id_time, new_id
-from shared.models.customer import Consent, ConsentPurpose, ConsentStatus, CustomerProfile
+from shared.models.customer import AppliedConsents, Consent, ConsentPurpose, ConsentStatus, CustomerProfile
 from shared.models.events import DomainEvent, EventType
 from shared.models.identity import Identity, IdentityKind
 from shared.outbound.consent import KeywordKind, merge_consents
@@ -302,7 +302,7 @@ class CoreEventRepository(Protocol):
         """Record that the marker's event went out, for this customer. Idempotent."""
         ...
 
-    def record_consents(self, customer_id: str, consents: Sequence[Consent]) -> tuple[Consent, ...]:
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> AppliedConsents:
         """Fold the records into the profile (``merge_consents``), writing only when that changes it; the consents
         the profile held before (those the fold was made on)."""
         ...
@@ -528,7 +528,7 @@ class CoreEvents:
             return records  # written with the new profile, where nothing was held
         if not records:
             return ()
-        held = self.repository.record_consents(customer.id, records)
+        held = self.repository.apply_consents(customer.id, records).before
         return consent_changes(held, records, resumed=resumed)
 
     def _event(self, event_id: str, body: CoreEventBody, source: str, customer_id: str, sender: Sender) -> DomainEvent:

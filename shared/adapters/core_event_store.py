@@ -7,15 +7,12 @@
 - A lead is pattern 2 without a conversation: pointer, profile and identity entry in one ``TransactWriteItems``,
   the pointer's ``attribute_not_exists(pk)`` deciding a race with ingest or a twin event. The event's consents
   are in that profile already.
-- An event's consents for a known customer: as ingest's keywords (``ProfileStore.apply_consents``), a consistent
-  ``GetItem`` of the profile's ``consents`` and ``version``, then ``UpdateItem`` under ``version = :seen``, but
-  only when the fold changes the list: records the profile already holds (a retry, a form sent twice) or older
-  than the ones it holds cost the read alone.
+- An event's consents for a known customer: ``ProfileStore.apply_consents``, as for ingest's keywords.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -31,12 +28,9 @@ from shared.adapters.profile_store import (
     _pointer_item,
     _profile_item,
     _translated,
-    customer_pk,
 )
 from shared.core_events import EventMarker, NewLead
 from shared.errors import RetryableError
-from shared.models.customer import Consent
-from shared.outbound.consent import merge_consents
 
 _MARKER_SK: Final = "EVT"
 #: Conditional writes lost to a concurrent profile save before giving up (503: the sender retries).
@@ -130,43 +124,3 @@ class CoreEventStore(ProfileStore):
             _profile_item(lead.profile),
             _identity_item(customer_id, lead.identity),
         ])  # fmt: skip
-
-    def record_consents(self, customer_id: str, consents: Sequence[Consent]) -> tuple[Consent, ...]:
-        """Fold the records into the profile (latest ``at`` per channel and purpose wins), written under
-        ``version = :seen`` and folded again onto a concurrent save; no write when nothing would change.
-
-        Returns
-        -------
-        tuple of Consent
-            The consents the profile held when the fold was made (before it), for the caller to tell what changed.
-
-        Raises
-        ------
-        RetryableError
-            The profile cannot be read yet, kept changing, or the table failed.
-        """
-        key = to_item({"pk": customer_pk(customer_id), "sk": "PROFILE"})
-        for _attempt in range(_CONSENT_ATTEMPTS):
-            found = self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True,
-                               ProjectionExpression="consents, version")  # fmt: skip
-            if "Item" not in found:
-                raise RetryableError("The customer's profile cannot be read yet; try again.")
-            values = from_item(found["Item"])
-            held = tuple(Consent.model_validate(consent) for consent in values.get("consents") or ())
-            merged = merge_consents(held, consents)
-            if merged == held:
-                return held
-            written = self._conditionally(
-                "update_item",
-                Key=key,
-                UpdateExpression="SET consents = :consents, version = :next",
-                ConditionExpression="version = :seen",
-                ExpressionAttributeValues=to_item({
-                    ":consents": [consent.model_dump(mode="json") for consent in merged],
-                    ":next": int(values["version"]) + 1,
-                    ":seen": int(values["version"]),
-                }),
-            )  # fmt: skip
-            if written:
-                return held
-        raise RetryableError("The customer's profile kept changing; try again.")

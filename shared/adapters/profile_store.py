@@ -44,7 +44,7 @@ from shared.ingest.ports import (
 from shared.ingest.rules import name_key
 from shared.models.common import Channel, sortable_timestamp
 from shared.models.conversation import Conversation, ConversationStatus
-from shared.models.customer import AttributeChange, Consent, CustomerProfile
+from shared.models.customer import AppliedConsents, AttributeChange, Consent, CustomerProfile
 from shared.models.identity import Identity, IdentityKind
 from shared.models.message import Message
 from shared.models.timeline import TimelineEntry
@@ -472,11 +472,22 @@ class ProfileStore:
             raise RetryableError("The profile table is unavailable; try again.") from error
         return True
 
-    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> str:
-        """Read the profile's consents and version, write the merged list under ``version = :seen``; retry a race.
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> AppliedConsents:
+        """Fold consent records into the profile (latest ``at`` per channel and purpose wins, ``merge_consents``),
+        written under ``version = :seen`` and folded again onto a concurrent save.
 
-        Rare (a keyword message): a consistent GetItem and a conditional UpdateItem. Applying the same records again
-        writes the same list, so a redelivered BAJA changes nothing.
+        A consistent GetItem, then a conditional UpdateItem only when the fold changes something: a redelivered BAJA,
+        or a repeated core event, costs the read alone.
+
+        Returns
+        -------
+        AppliedConsents
+            The consents held before the fold (the caller tells what changed) and the profile's locale.
+
+        Raises
+        ------
+        RetryableError
+            The profile cannot be read yet, kept changing, or the table failed.
         """
         from shared.outbound.consent import merge_consents
 
@@ -487,27 +498,24 @@ class ProfileStore:
             if "Item" not in found:
                 raise RetryableError("The customer's profile cannot be read yet; try again.")
             values = from_item(found["Item"])
-            held = [Consent.model_validate(consent) for consent in values.get("consents") or ()]
+            held = tuple(Consent.model_validate(consent) for consent in values.get("consents") or ())
+            applied = AppliedConsents(before=held, locale=str(values.get("locale") or "es"))
             merged = merge_consents(held, consents)
-            try:
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key=key,
-                    UpdateExpression="SET consents = :consents, version = :next",
-                    ConditionExpression="version = :seen",
-                    ExpressionAttributeValues=to_item({
-                        ":consents": [consent.model_dump(mode="json") for consent in merged],
-                        ":next": int(values["version"]) + 1,
-                        ":seen": int(values["version"]),
-                    }),
-                )  # fmt: skip
-            except ClientError as error:
-                if _code(error) != _CONDITION_FAILED:
-                    raise _translated(error) from error
-                continue  # someone saved the profile meanwhile: merge again onto theirs
-            except BotoCoreError as error:
-                raise RetryableError("The profile table is unavailable; try again.") from error
-            return str(values.get("locale") or "es")
+            if tuple(merged) == held:
+                return applied
+            if self._conditionally(
+                "update_item",
+                Key=key,
+                UpdateExpression="SET consents = :consents, version = :next",
+                ConditionExpression="version = :seen",
+                ExpressionAttributeValues=to_item({
+                    ":consents": [consent.model_dump(mode="json") for consent in merged],
+                    ":next": int(values["version"]) + 1,
+                    ":seen": int(values["version"]),
+                }),
+            ):  # fmt: skip
+                return applied
+            # someone saved the profile meanwhile: fold again onto theirs
         raise RetryableError("The customer's profile kept changing; try again.")
 
     def set_attributes(self, customer_id: str, attributes: Mapping[str, Any], at: datetime) -> list[AttributeChange]:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from shared.models.common import Channel
 from shared.models.conversation import Conversation, ConversationStatus
-from shared.models.customer import Consent, CustomerProfile
+from shared.models.customer import AppliedConsents, Consent, CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import Identity, IdentityKind
 from shared.models.message import Message
@@ -227,8 +227,8 @@ class IngestRepository(ConversationRepository, Protocol):
         """Record the suggestion unless an earlier message did; True when this message's evidence is the one kept."""
         ...
 
-    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> str:
-        """Fold consent records into the profile (latest per channel and purpose wins); the profile's locale."""
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> AppliedConsents:
+        """Fold consent records into the profile (latest per channel and purpose wins); what it held, its locale."""
         ...
 
     def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:

@@ -321,7 +321,7 @@ class Ingest:
         if intent is None:
             return []
         if intent.consents:
-            locale = self.repository.apply_consents(customer_id, intent.consents)
+            locale = self.repository.apply_consents(customer_id, intent.consents).locale
             if locale != "es":
                 intent = read_keyword(text, channel=envelope.channel, at=envelope.occurred_at, locale=locale) or intent
         data: dict[str, Any] = {

@@ -152,3 +152,11 @@ class AttributeChange:
     name: str
     old_value: AttributeValue
     new_value: AttributeValue
+
+
+@dataclass(frozen=True)
+class AppliedConsents:
+    """What folding consent records into a profile found: the consents it held before, and its locale."""
+
+    before: tuple[Consent, ...]
+    locale: str

@@ -131,16 +131,13 @@ class Effects:
 
         Records come last, after what they describe happened, and a refused webhook adds one of its own."""
         counts: dict[str, int] = {}
-        refused: list[str] = []
-        records: list[Record] = []
+        records = [effect for effect in effects if isinstance(effect, Record)]
+        lines = {record.key: record for record in records}
+        refusals: dict[str, tuple[str, Record]] = {}  # by the key of the notify step whose line they follow
         events: list[DomainEvent] = []
-        lines = {effect.key: effect for effect in effects if isinstance(effect, Record)}
-        refusals: dict[str, Record] = {}  # by the notify step's line they follow
         for effect in effects:
             counts[type(effect).__name__] = counts.get(type(effect).__name__, 0) + 1
-            if isinstance(effect, Record):
-                records.append(effect)
-            elif isinstance(effect, Send):
+            if isinstance(effect, Send):
                 self._outbound.send(effect.command)
             elif isinstance(effect, SetTimer):
                 self._timers.schedule(effect.key, effect.at, effect.body)
@@ -150,27 +147,26 @@ class Effects:
                 changes = self._profiles.set_attributes(effect.customer_id, effect.attributes, effect.at)
                 events.extend(attribute_events(enrolment, effect.key, changes, effect.at))
             elif isinstance(effect, CreateTask | Handoff):
-                source = f"workflow:{enrolment.workflow_id}"
-                self._tasks.create(task_from_effect(effect, source=source))
+                self._tasks.create(task_from_effect(effect, source=f"workflow:{enrolment.workflow_id}"))
                 if isinstance(effect, Handoff):
                     events.append(handoff_event(enrolment, effect))
+            elif isinstance(effect, Notify) and effect.url is not None:
+                refusal = self._call(effect)
+                if refusal is not None:
+                    refusals[effect.key] = (refusal, _refusal_record(effect, refusal, lines.get(effect.key)))
             elif isinstance(effect, Notify):
-                if effect.url is not None:
-                    refusal = self._call(effect)
-                    if refusal is not None:
-                        refused.append(refusal)
-                        refusals[effect.key] = _refusal_record(effect, refusal, lines.get(effect.key))
-                else:
-                    events.append(bus_event(enrolment, effect))
+                events.append(bus_event(enrolment, effect))
         if events:
             self._events.publish(events)
-        in_order = []
+        in_order: list[Record] = []
         for record in records:
             in_order.append(record)
             if record.key in refusals:
-                in_order.append(refusals.pop(record.key))
-        for order, record in enumerate([*in_order, *refusals.values()]):
+                in_order.append(refusals[record.key][1])
+        in_order += [line for key, (_, line) in refusals.items() if key not in lines]
+        for order, record in enumerate(in_order):
             self._timeline.record(timeline_record(enrolment, record, self._clock(), order=order))
+        refused = [message for message, _ in refusals.values()]
         return Carried(counts, tuple(refused))
 
     def _call(self, effect: Notify) -> str | None:

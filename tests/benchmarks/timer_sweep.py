@@ -40,7 +40,9 @@ INVOCATIONS_TPS = 1_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000, help="schedules due at the same instant (10000)")
-    count = parser.parse_args().count
+    parser.add_argument("--standard", action="store_true", help="a standard queue instead of WorkflowQueue's FIFO")
+    arguments = parser.parse_args()
+    count, fifo = arguments.count, not arguments.standard
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": REGION})  # fmt: skip
     from hilo.local import moto_fidelity
@@ -54,11 +56,15 @@ def main() -> None:
     with mock_aws():
         scheduler, sqs = aws.client("scheduler"), aws.client("sqs")
         scheduler.create_schedule_group(Name=GROUP)
-        queue_url = sqs.create_queue(QueueName="hilo-WorkflowQueue", Attributes={"VisibilityTimeout": "180"})[
-            "QueueUrl"
-        ]
+        # WorkflowQueue as template.yaml declares it (FIFO, one group per enrolment), or a standard queue
+        name, attributes = "hilo-WorkflowQueue", {"VisibilityTimeout": "180"}
+        if fifo:
+            name += ".fifo"
+            attributes.update(FifoQueue="true", ContentBasedDeduplication="true",
+                              DeduplicationScope="messageGroup", FifoThroughputLimit="perMessageGroupId")  # fmt: skip
+        queue_url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         sqs.create_queue(QueueName="hilo-TimerDlq")
-        queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:hilo-WorkflowQueue"
+        queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         timers = Timers(GROUP, ROLE_ARN, f"arn:aws:sqs:{REGION}:{ACCOUNT}:hilo-TimerDlq", clock=lambda: T0)
         log: list[str] = []
         twin = OneTimeSchedules(sqs, REGION, ACCOUNT, log.append)
@@ -68,7 +74,8 @@ def main() -> None:
         for number in range(count):
             enrolment = f"enr_{number:06d}"
             body = json.dumps({"type": "timer", "enrolment_id": enrolment, "step_id": "espera-3d"})
-            timers.schedule(timer_key(enrolment, "espera-3d"), T0 + WAIT, queue_arn, body)
+            group = enrolment if fifo else None
+            timers.schedule(timer_key(enrolment, "espera-3d"), T0 + WAIT, queue_arn, body, group_id=group)
         created = time.perf_counter() - started
         rows.append((f"create {count} schedules (Timers.schedule)", created, _per(created, count)))
         pending = _schedules(scheduler)
@@ -94,6 +101,7 @@ def main() -> None:
         left = _schedules(scheduler)
 
     width = max(len(name) for name, _, _ in rows)
+    print(f"{'FIFO queue like WorkflowQueue' if fifo else 'standard queue'}, {count} timers\n")
     print(f"{'step':<{width}}  {'time':>10}  note")
     for name, seconds, note in rows:
         print(f"{name:<{width}}  {_duration(seconds):>10}  {note}".rstrip())

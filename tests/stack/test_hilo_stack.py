@@ -40,10 +40,10 @@ def test_wrong_method_is_a_json_405_naming_the_allowed_ones(hilo_stack: LocalSta
 
 
 def test_a_contract_route_not_built_yet_is_a_json_501_not_a_fake_success(hilo_stack: LocalStack) -> None:
-    response = http("POST", f"{hilo_stack.api_url}/v1/workflows/abc/enable", b"{}", {"authorization": "Bearer t"})
+    response = http("GET", f"{hilo_stack.api_url}/v1/analytics/channels", None, {"authorization": "Bearer t"})
     assert response.status == 501
     assert response.json()["error"] == "not_implemented"
-    assert "/v1/workflows/abc/enable" in response.json()["message"]
+    assert "/v1/analytics/channels" in response.json()["message"]
 
 
 def test_a_body_over_the_api_limit_is_a_json_413(hilo_stack: LocalStack) -> None:

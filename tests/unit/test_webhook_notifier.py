@@ -6,11 +6,8 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from pydantic import SecretStr
 
 from shared.adapters.webhook_notifier import USER_AGENT, WebhookAnswer, WebhookNotifier, WebhookRefused
 from shared.errors import InvalidInput, PermanentError, RetryableError
+from tests.fake_crm import Answer, Crm, running_crm
 
 SECRET = "whsec-crm-4f9a1c"
 KEY = "workflow:enr_01HX:notify-crm"
@@ -40,96 +38,9 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: float, 
 # ------------------------------------------------------------------------------------- a CRM on 127.0.0.1
 
 
-@dataclass(frozen=True)
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-    at: float
-
-
-@dataclass
-class Answer:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-class Crm:
-    """Records every request; answers with the scripted answers in order, then 200 ``{"ok": true}``."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.script: list[Answer] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def answer(self, *answers: Answer) -> None:
-        with self._lock:
-            self.script.extend(answers)
-
-    def take(self, request: Received) -> Answer:
-        with self._lock:
-            self.received.append(request)
-            return self.script.pop(0) if self.script else Answer(200, {"ok": True})
-
-    def clear(self) -> None:
-        with self._lock:
-            self.received.clear()
-            self.script.clear()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def _handler(crm: Crm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            answer = crm.take(Received("POST", self.path, headers, body, time.time()))
-            time.sleep(answer.delay)
-            payload = b"" if answer.body is None else json.dumps(answer.body).encode()
-            try:
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:
-                pass  # the client gave up waiting (the timeout test)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture(scope="module")
 def crm_server() -> Iterator[Crm]:
-    crm = Crm()
-    crm.start()
-    yield crm
-    crm.stop()
+    yield from running_crm()
 
 
 @pytest.fixture

@@ -121,8 +121,11 @@ def apply() -> None:
         scope = message.group_id if self.attributes.get("DeduplicationScope") == "messageGroup" else None
         key, now_ms = (scope, message.deduplication_id), int(message.sent_timestamp)
         window_ms = 5 * 60 * 1000
-        for stale in [k for k, at in seen.items() if now_ms - at >= window_ms]:
-            del seen[stale]
+        while seen:  # oldest first (insertion order): forget what left the window, stop at the first still in it
+            oldest = next(iter(seen))
+            if now_ms - seen[oldest] < window_ms:
+                break
+            del seen[oldest]
         if key in seen:
             return False
         seen[key] = now_ms

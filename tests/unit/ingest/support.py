@@ -37,7 +37,7 @@ from shared.ingest.ports import (
 )
 from shared.ingest.rules import CONTINUABLE, name_key
 from shared.models.conversation import Conversation
-from shared.models.customer import Consent, CustomerProfile
+from shared.models.customer import AppliedConsents, Consent, CustomerProfile
 from shared.models.events import DomainEvent
 from shared.models.identity import Identity, IdentityKind
 from shared.models.inbound import CallDetails, InboundEnvelope, InboundKind
@@ -272,12 +272,12 @@ class FakeRepository:
             self.suggestions[key] = suggestion
             return True
 
-    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> str:
+    def apply_consents(self, customer_id: str, consents: Sequence[Consent]) -> AppliedConsents:
         with self.lock:
             profile = self.profiles[customer_id]
             merged = merge_consents(profile.consents, consents)
             self.profiles[customer_id] = profile.model_copy(update={"consents": merged, "version": profile.version + 1})
-            return profile.locale
+            return AppliedConsents(before=tuple(profile.consents), locale=profile.locale)
 
     def customers_named(self, key: str, *, limit: int = 6) -> tuple[str, ...]:
         with self.lock:

@@ -8,7 +8,7 @@ a registry of its own (two functions, two processes), but on the test's clients 
 the twin's ``OneTimeSchedules``, which delivers a due schedule's input to WorkflowQueue as Scheduler does.
 
 A test drives them as the Lambdas would: ``route`` an event (or everything on EventsQueue), then ``run`` every
-message on WorkflowQueue through ``wake``. Webhooks go to ``Receiver``, a real HTTP server on 127.0.0.1.
+message on WorkflowQueue through ``wake``. Webhooks go to ``tests.fake_crm.Crm``, a real HTTP server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import botocore.session
@@ -50,6 +48,7 @@ from shared.workflows.engine import Enrolment, StepWake
 from shared.workflows.registry import WorkflowRegistry
 from shared.workflows.router import Routed, WorkflowEvents
 from shared.workflows.steps import Woken, WorkflowSteps
+from tests.fake_crm import Crm
 from tests.unit.ingest.support import envelope, unique_phone
 from tests.unit.workflows.conftest import Table
 
@@ -87,80 +86,6 @@ class Clock:
     def advance(self, delta: timedelta) -> datetime:
         self.now += delta
         return self.now
-
-
-# ------------------------------------------------------------------------------------------- a CRM on 127.0.0.1
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request the receiver got, and the status it answered."""
-
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    payload: Any
-    status: int
-
-
-class Receiver:
-    """A company's webhook endpoint: records every POST and answers the scripted statuses in order, then 200."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self._script: list[int] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/crm"
-
-    def answer(self, *statuses: int) -> None:
-        with self._lock:
-            self._script.extend(statuses)
-
-    def take(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        with self._lock:
-            status = self._script.pop(0) if self._script else 200
-            self.calls.append(Call(path, headers, json.loads(body), status))
-            return status
-
-    def succeeded(self) -> list[Call]:
-        return [call for call in self.calls if 200 <= call.status < 300]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.calls.clear()
-            self._script.clear()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            status = receiver.take(self.path, headers, body)
-            answer = json.dumps({"ok": status < 300}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    return Handler
 
 
 # ------------------------------------------------------------------------------------------------- the rig
@@ -205,9 +130,10 @@ class Queue:
 class Rig:
     """The workflow functions over moto, one per test (see the module's docstring)."""
 
-    def __init__(self, table: Table, receiver: Receiver) -> None:
+    def __init__(self, table: Table, receiver: Crm) -> None:
         self.table = table
         self.receiver = receiver
+        self.hook_url = f"{receiver.url}/hooks/crm"  # where the test workflows' webhook steps call
         self.clock = Clock()
         self.sqs = client("sqs")
         self.events = client("events")
@@ -421,16 +347,6 @@ class BeforeEnrolling:
         if creates and self._action is not None:
             action, self._action = self._action, None
             action()
-
-
-def started_receiver() -> Iterator[Receiver]:
-    """A receiver for a module's tests (the fixture's body)."""
-    receiver = Receiver()
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def lambda_record(message: Mapping[str, Any] | None, queue: Queue, *, body: str | None = None,

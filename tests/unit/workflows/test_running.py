@@ -39,6 +39,7 @@ from shared.workflows.engine import (
 from shared.workflows.language import ATTRIBUTE_CHANGED, load_workflow
 from shared.workflows.router import Routed
 from shared.workflows.steps import Outcome, Woken
+from tests.fake_crm import Crm, running_crm
 from tests.unit.workflows.conftest import Table
 from tests.unit.workflows.running_support import (
     T0,
@@ -46,22 +47,20 @@ from tests.unit.workflows.running_support import (
     EnrolmentSaves,
     LambdaContext,
     Person,
-    Receiver,
     Rig,
     lambda_record,
-    started_receiver,
 )
 
 FOLLOW_UP = "seguimiento_cotizacion"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    yield from started_receiver()
+def receiver() -> Iterator[Crm]:
+    yield from running_crm()
 
 
 @pytest.fixture
-def rig(table: Table, receiver: Receiver) -> Rig:
+def rig(table: Table, receiver: Crm) -> Rig:
     receiver.clear()
     return Rig(table, receiver)
 
@@ -134,7 +133,7 @@ def started(rig: Rig, document: dict[str, Any]) -> tuple[Person, str]:
 
 def test_a_trigger_enrols_once_and_the_same_event_again_queues_the_same_start(rig: Rig, table: Table) -> None:
     # Given
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
     event = quote(ana)
 
@@ -156,16 +155,19 @@ def test_a_trigger_enrols_once_and_the_same_event_again_queues_the_same_start(ri
     assert again.started == (enrolment.id,)
     assert rig.store.enrolments(ana.id, consistent=True) == (enrolment,)
     assert len(table.items("ENROLMENT")) == 1
+    # (SQS drops it within its five minutes, as the twin's corrected moto does; plain moto keeps it: either way it is
+    # the same message.)
     repeats = [message for message in rig.workflow_queue.take()
                if StepWake.model_validate_json(message["Body"]).wake == Start()]  # fmt: skip
-    [repeat] = repeats
-    assert repeat["Body"] == start["Body"]
-    assert repeat["Attributes"]["MessageDeduplicationId"] == start["Attributes"]["MessageDeduplicationId"]
+    assert len(repeats) <= 1
+    for repeat in repeats:
+        assert repeat["Body"] == start["Body"]
+        assert repeat["Attributes"]["MessageDeduplicationId"] == start["Attributes"]["MessageDeduplicationId"]
 
 
 def test_an_event_that_does_not_fit_enrols_nobody_and_a_refusal_says_why(rig: Rig, table: Table) -> None:
     # Given
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
 
     # When / Then: its condition does not hold (amount 0): nothing, and nothing to explain
@@ -184,7 +186,7 @@ def test_an_event_that_does_not_fit_enrols_nobody_and_a_refusal_says_why(rig: Ri
 
 def test_a_redelivery_racing_the_first_delivery_enrols_once_and_queues_one_start(rig: Rig, table: Table) -> None:
     # Given: the same trigger delivered twice at once: the other delivery enrols between this one's read and write
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
     event = quote(ana)
     beside, raced = rig.router_beside(), []
@@ -203,7 +205,7 @@ def test_a_redelivery_racing_the_first_delivery_enrols_once_and_queues_one_start
 
 def test_a_second_trigger_racing_for_the_same_key_is_refused_as_reentry(rig: Rig, table: Table) -> None:
     # Given: two requests for the same quote at once; the other one enrols between this one's read and write
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
     first, second = quote(ana, "Q-1"), quote(ana, "Q-1", amount=990_000)
     beside, raced = rig.router_beside(), []
@@ -225,7 +227,7 @@ def test_a_second_trigger_racing_for_the_same_key_is_refused_as_reentry(rig: Rig
 
 def test_a_start_runs_to_the_first_wait(rig: Rig) -> None:
     # Given: enrolled at T0; the step function takes the Start a moment later
-    ana, enrolment_id = started(rig, follow_up(rig.receiver.url))
+    ana, enrolment_id = started(rig, follow_up(rig.hook_url))
     rig.clock.advance(timedelta(seconds=2))
 
     # When
@@ -264,7 +266,7 @@ def test_a_start_runs_to_the_first_wait(rig: Rig) -> None:
 
 def test_the_same_start_delivered_twice_runs_once(rig: Rig) -> None:
     # Given: the Start ran
-    ana, _ = started(rig, follow_up(rig.receiver.url))
+    ana, _ = started(rig, follow_up(rig.hook_url))
     [start] = rig.wakes()
     rig.steps.wake(start)
     lines = rig.automation_items()
@@ -284,7 +286,7 @@ def test_a_run_whose_save_failed_after_its_effects_lands_them_once_when_redelive
     # Given: the save of the first run fails after its effects were carried out
     saves = EnrolmentSaves(table)
     saves.fail_next = 1
-    ana, enrolment_id = started(rig, follow_up(rig.receiver.url))
+    ana, enrolment_id = started(rig, follow_up(rig.hook_url))
     [start] = rig.wakes()
     with pytest.raises(RetryableError):
         rig.steps.wake(start)
@@ -310,7 +312,7 @@ def test_an_enrolment_changed_by_another_writer_mid_run_is_reloaded_and_run_agai
     # Given: while the run carries out its effects, another writer saves the enrolment (a merge copying it)
     saves = EnrolmentSaves(table)
     saves.interfere_next = 1
-    ana, _ = started(rig, follow_up(rig.receiver.url))
+    ana, _ = started(rig, follow_up(rig.hook_url))
 
     # When
     [woken] = rig.run()
@@ -329,7 +331,7 @@ def test_an_enrolment_that_keeps_changing_is_left_to_sqs(rig: Rig, table: Table)
     # Given: every save of the run meets another writer's version
     saves = EnrolmentSaves(table)
     saves.interfere_next = 3
-    started(rig, follow_up(rig.receiver.url))
+    started(rig, follow_up(rig.hook_url))
     [start] = rig.wakes()
 
     # When / Then
@@ -341,7 +343,7 @@ def test_an_enrolment_that_keeps_changing_is_left_to_sqs(rig: Rig, table: Table)
 
 def test_the_timer_runs_the_next_steps_and_a_stale_timer_changes_nothing(rig: Rig, table: Table) -> None:
     # Given: waiting since T0 for two days
-    ana, enrolment_id = started(rig, follow_up(rig.receiver.url))
+    ana, enrolment_id = started(rig, follow_up(rig.hook_url))
     rig.run()
     rig.outbound()
     waiting = rig.enrolment(ana, FOLLOW_UP)
@@ -377,7 +379,7 @@ def test_the_timer_runs_the_next_steps_and_a_stale_timer_changes_nothing(rig: Ri
     ]
     [task] = rig.queued_tasks("ventas")
     assert (task.id, task.data) == (key(enrolment_id, "tarea"), {"quote_id": "Q-1"})
-    [call] = rig.receiver.calls
+    [call] = rig.receiver.received
     assert call.payload["quote_id"] == "Q-1"
     assert [event.type for event in rig.on_bus()] == ["quote.followed_up"]
     assert rig.schedules() == []  # Scheduler deleted the timer once it fired
@@ -385,7 +387,7 @@ def test_the_timer_runs_the_next_steps_and_a_stale_timer_changes_nothing(rig: Ri
     # And the timer delivered again (Scheduler and SQS deliver at least once) does nothing
     assert rig.steps.wake(timer).outcome == Outcome.UNCHANGED
     assert rig.outbound() == []
-    assert len(rig.receiver.calls) == 1
+    assert len(rig.receiver.received) == 1
 
 
 # ------------------------------------------------------------------------------------------------ effects
@@ -516,14 +518,14 @@ def test_a_handoff_makes_a_handoff_task_publishes_the_request_and_ends_the_enrol
 
 def test_a_webhook_gets_the_payload_with_the_steps_key_as_idempotency_key(rig: Rig) -> None:
     # Given
-    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.receiver.url)))
+    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.hook_url)))
 
     # When
     [woken] = rig.run()
 
     # Then: one signed call, keyed by the step, with the enrolment's ids
     assert (woken.outcome, woken.status) == (Outcome.ADVANCED, "completed")
-    [call] = rig.receiver.calls
+    [call] = rig.receiver.received
     assert call.path == "/hooks/crm"
     assert call.headers["idempotency-key"] == key(enrolment_id, "crm")
     assert call.headers["x-hilo-signature"].startswith("v1=")
@@ -535,19 +537,19 @@ def test_a_webhook_gets_the_payload_with_the_steps_key_as_idempotency_key(rig: R
 def test_a_refused_webhook_is_recorded_and_the_journey_goes_on(rig: Rig) -> None:
     # Given: the CRM answers 400
     task = {"id": "revisar", "type": "create_task", "queue": "integraciones", "title": "Revisar la cotización"}
-    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.receiver.url), task))
+    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.hook_url), task))
     rig.receiver.answer(400)
 
     # When
     [woken] = rig.run()
 
     # Then: called once, the refusal recorded, and the next step ran
-    host = rig.receiver.url.split("/")[2]
+    host = rig.receiver.host
     refusal = f"Webhook {host} refused the call (HTTP 400)."
     assert woken.carried is not None
     assert woken.carried.refused == (refusal,)
     assert (woken.outcome, woken.status) == (Outcome.ADVANCED, "completed")
-    assert len(rig.receiver.calls) == 1
+    assert len(rig.receiver.received) == 1
     assert [task.id for task in rig.queued_tasks("integraciones")] == [key(enrolment_id, "revisar")]
     refused = [(summary, kind) for summary, _step, kind, outcome in rig.lines(ana) if outcome == "refused"]
     assert refused == [(f"webhook refused: {refusal}", "notify")]
@@ -556,7 +558,7 @@ def test_a_refused_webhook_is_recorded_and_the_journey_goes_on(rig: Rig) -> None
 def test_the_refusal_line_sits_beside_its_notify_steps_line(rig: Rig) -> None:
     # Given: the CRM answers 400; the step function runs a minute after the enrolment began
     task = {"id": "revisar", "type": "create_task", "queue": "integraciones", "title": "Revisar la cotización"}
-    ana, _ = started(rig, journey("avisar_crm", webhook_step(rig.receiver.url), task))
+    ana, _ = started(rig, journey("avisar_crm", webhook_step(rig.hook_url), task))
     rig.receiver.answer(400)
     rig.clock.advance(timedelta(minutes=1))
 
@@ -574,14 +576,14 @@ def test_the_refusal_line_sits_beside_its_notify_steps_line(rig: Rig) -> None:
 
 def test_a_webhook_that_is_down_fails_the_wake_and_the_redelivery_calls_once_more(rig: Rig, table: Table) -> None:
     # Given: the CRM answers 503 to every attempt of the first delivery
-    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.receiver.url)))
+    ana, enrolment_id = started(rig, journey("avisar_crm", webhook_step(rig.hook_url)))
     [start] = rig.wakes()
     rig.receiver.answer(503, 503, 503)
 
     # When / Then: SQS's turn; nothing of the run is saved
     with pytest.raises(RetryableError, match="HTTP 503 after 3 attempt"):
         rig.steps.wake(start)
-    assert len(rig.receiver.calls) == 3
+    assert len(rig.receiver.received) == 3
     enrolment = rig.enrolment(ana, "avisar_crm")
     assert (enrolment.version, enrolment.status) == (1, EnrolmentStatus.ACTIVE)
     assert rig.lines(ana) == []
@@ -592,9 +594,9 @@ def test_a_webhook_that_is_down_fails_the_wake_and_the_redelivery_calls_once_mor
 
     # Then: one successful call, with the same key as the failed ones
     assert (woken.outcome, woken.status) == (Outcome.ADVANCED, "completed")
-    assert [call.status for call in rig.receiver.calls] == [503, 503, 503, 200]
+    assert [call.status for call in rig.receiver.received] == [503, 503, 503, 200]
     assert len(rig.receiver.succeeded()) == 1
-    assert {call.headers["idempotency-key"] for call in rig.receiver.calls} == {key(enrolment_id, "crm")}
+    assert {call.headers["idempotency-key"] for call in rig.receiver.received} == {key(enrolment_id, "crm")}
     assert rig.enrolment(ana, "avisar_crm").version == 2
 
 
@@ -637,7 +639,7 @@ def test_a_redelivered_bus_notify_publishes_the_same_event_id(rig: Rig, table: T
 
 def test_a_reply_while_waiting_ends_the_enrolment_and_cancels_its_timer(rig: Rig) -> None:
     # Given: waiting for two days
-    ana, enrolment_id = started(rig, follow_up(rig.receiver.url))
+    ana, enrolment_id = started(rig, follow_up(rig.hook_url))
     rig.run()
     rig.outbound()
     assert rig.schedule(key(enrolment_id, "esperar_2_dias")) is not None
@@ -662,7 +664,7 @@ def test_a_reply_while_waiting_ends_the_enrolment_and_cancels_its_timer(rig: Rig
 
 def test_a_wake_for_an_unknown_enrolment_or_workflow_version(rig: Rig) -> None:
     # Given
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
     nobody = StepWake(correlation_id="corr-x", enrolment_id=new_id(IdPrefix.ENROLMENT, at=T0, seed="ghost"),
                       workflow_id=FOLLOW_UP, workflow_version=1, customer_id=ana.id, wake=Start())  # fmt: skip
@@ -671,7 +673,7 @@ def test_a_wake_for_an_unknown_enrolment_or_workflow_version(rig: Rig) -> None:
     assert rig.steps.wake(nobody) == Woken(Outcome.UNKNOWN)
 
     # Given: an enrolment on a version nobody stored
-    unknown = load_workflow({**follow_up(rig.receiver.url), "version": 2}, templates=shipped_catalog())
+    unknown = load_workflow({**follow_up(rig.hook_url), "version": 2}, templates=shipped_catalog())
     result = enrol(unknown, quote(ana), None, (), T0)
     assert isinstance(result, Enrolled)
     assert rig.store.create(result.enrolment)
@@ -691,7 +693,7 @@ def failed(response: Any) -> list[str]:
 
 def test_the_events_function_fails_only_the_records_that_are_not_domain_events(rig: Rig) -> None:
     # Given: a trigger published as /v1/events publishes it, between two bodies that are not events
-    rig.load(follow_up(rig.receiver.url))
+    rig.load(follow_up(rig.hook_url))
     ana = rig.customer()
     rig.publisher.publish([quote(ana)])
     [message] = rig.events_queue.take()
@@ -714,9 +716,9 @@ def test_the_events_function_fails_only_the_records_that_are_not_domain_events(r
 def test_the_steps_function_fails_only_the_records_it_cannot_run(rig: Rig) -> None:
     # Given: a Start from WorkflowQueue, and beside it (each in a group of its own) a body that is not JSON, a domain
     # event, and the Start of an enrolment on a workflow version nobody knows
-    ana, enrolment_id = started(rig, follow_up(rig.receiver.url))
+    ana, enrolment_id = started(rig, follow_up(rig.hook_url))
     [message] = rig.workflow_queue.take()
-    unknown = load_workflow({**follow_up(rig.receiver.url), "version": 2}, templates=shipped_catalog())
+    unknown = load_workflow({**follow_up(rig.hook_url), "version": 2}, templates=shipped_catalog())
     orphan = enrol(unknown, quote(ana, "Q-2"), None, (), T0)
     assert isinstance(orphan, Enrolled)
     rig.store.create(orphan.enrolment)
