@@ -21,11 +21,9 @@ from typing import Any, Final
 from shared.adapters.dynamodb import from_item, to_item
 from shared.adapters.profile_store import (
     ProfileStore,
-    _cursor_key,
-    _encode_cursor,
     customer_pk,
 )
-from shared.errors import InvalidInput, PermanentError
+from shared.errors import PermanentError
 from shared.models.common import sortable_timestamp
 from shared.workflows.engine import Enrolment
 
@@ -33,7 +31,6 @@ ENROLMENT: Final = "ENROLMENT"
 ENROLMENT_KEY: Final = "ENROLMENT_KEY"
 #: DynamoDB refuses items over 400 KB; refuse well before, with an error that names the enrolment.
 MAX_ITEM_BYTES: Final = 350_000
-_MAX_PAGE: Final = 100
 _FAILED: Final = "ConditionalCheckFailed"  # a transaction's cancellation reason for a condition that did not hold
 
 
@@ -175,22 +172,9 @@ class EnrolmentStore(ProfileStore):
         InvalidInput
             The cursor is not one this method returned for this workflow, or the limit is out of range.
         """
-        if not 1 <= limit <= _MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {_MAX_PAGE}")
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "gsi2",
-            "KeyConditionExpression": "gsi2pk = :wf",
-            "ExpressionAttributeValues": to_item({":wf": workflow_pk(workflow_id)}),
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if cursor is not None:
-            request["ExclusiveStartKey"] = _decode_cursor(cursor, workflow_pk(workflow_id))
-        found = self._call("query", **request)
-        enrolments = tuple(_enrolment(from_item(item)) for item in found.get("Items", []))
-        last = found.get("LastEvaluatedKey")
-        return EnrolmentPage(enrolments=enrolments, cursor=_encode_cursor(last) if last else None)
+        items, next_cursor = self._index_page("gsi2", workflow_pk(workflow_id), item_prefix="ENROL#", forward=False,
+                                              limit=limit, cursor=cursor, what="workflow")  # fmt: skip
+        return EnrolmentPage(enrolments=tuple(_enrolment(item) for item in items), cursor=next_cursor)
 
     def _put_alone(self, put: dict[str, Any]) -> bool:
         """One conditional ``PutItem``: half the write units of a one-item transaction."""
@@ -230,17 +214,3 @@ def _item(enrolment: Enrolment) -> dict[str, Any]:
 def _enrolment(values: Mapping[str, Any]) -> Enrolment:
     # The model's fields only: the keys, and what others add to any item they copy (a merge's ``merged_from``), stay.
     return Enrolment.model_validate({name: value for name, value in values.items() if name in Enrolment.model_fields})
-
-
-def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    plain = _cursor_key(cursor)
-    names = {"pk", "sk", "gsi2pk", "gsi2sk"}
-    if (
-        not isinstance(plain, dict)
-        or set(plain) != names
-        or not all(isinstance(plain[name], str) for name in names)
-        or plain["gsi2pk"] != partition
-        or not plain["sk"].startswith("ENROL#")
-    ):
-        raise InvalidInput("The cursor is not valid for this workflow.")
-    return to_item(plain)

@@ -934,6 +934,34 @@ class ProfileStore:
         )
         return _head(from_item(found["Item"])) if "Item" in found else None
 
+    def _index_page(
+        self, index: str, partition: str, *, item_prefix: str, forward: bool, limit: int, cursor: str | None, what: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a sparse index's partition (``<index>pk = partition``) and the cursor of the next (None on the
+        last): enrolments by workflow, tasks by queue. The cursor must be one this read gave for this partition and
+        this kind of item (``item_prefix`` of ``sk``); ``what`` names the partition in the error.
+
+        Raises
+        ------
+        InvalidInput
+            The limit is out of range (1-100) or the cursor is not one of this partition's.
+        """
+        if not 1 <= limit <= _MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {_MAX_PAGE}")
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": f"{index}pk = :partition",
+            "ExpressionAttributeValues": to_item({":partition": partition}),
+            "ScanIndexForward": forward,
+            "Limit": limit,
+        }
+        if cursor is not None:
+            request["ExclusiveStartKey"] = _index_cursor(cursor, index, partition, item_prefix, what)
+        found = self._call("query", **request)
+        last = found.get("LastEvaluatedKey")
+        return [from_item(item) for item in found.get("Items", [])], _encode_cursor(last) if last else None
+
     def _query_all(self, **request: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         start: Any = None
@@ -979,3 +1007,22 @@ def _decode_cursor(cursor: str, pk: str) -> dict[str, Any]:
     if not isinstance(plain, dict) or plain.get("pk") != pk or not str(plain.get("sk", "")).startswith("TL#"):
         raise InvalidInput("The cursor is not valid for this timeline.")
     return to_item({"pk": plain["pk"], "sk": plain["sk"]})
+
+
+def _index_cursor(cursor: str, index: str, partition: str, item_prefix: str, what: str) -> dict[str, Any]:
+    """The ``ExclusiveStartKey`` of an index page's cursor, refused unless it is one of that partition's items."""
+    problem = InvalidInput(f"The cursor is not valid for this {what}.", details=[{"field": "cursor"}])
+    try:
+        plain = _cursor_key(cursor)
+    except InvalidInput as error:
+        raise problem from error
+    names = {"pk", "sk", f"{index}pk", f"{index}sk"}
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != names
+        or not all(isinstance(plain[name], str) for name in names)
+        or plain[f"{index}pk"] != partition
+        or not plain["sk"].startswith(item_prefix)
+    ):
+        raise problem
+    return to_item(plain)

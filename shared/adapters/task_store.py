@@ -18,13 +18,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from shared.adapters.dynamodb import from_item, to_item
-from shared.adapters.profile_store import ProfileStore, _cursor_key, _encode_cursor, customer_pk
-from shared.errors import Conflict, InvalidInput, NotFound, RetryableError
+from shared.adapters.profile_store import ProfileStore, customer_pk
+from shared.errors import Conflict, NotFound, RetryableError
 from shared.models.common import sortable_timestamp
 from shared.tasks import Task, TaskStatus
 
 TASK: Final = "TASK"
-_MAX_PAGE: Final = 100
 #: A close that loses a race re-reads and decides again; more rounds than this means something keeps rewriting it.
 _CLOSE_ATTEMPTS: Final = 3
 
@@ -153,22 +152,9 @@ class TaskStore(ProfileStore):
         raise RetryableError("The task keeps changing; try again.")
 
     def _open_in(self, partition: str, *, limit: int, cursor: str | None) -> TaskPage:
-        if not 1 <= limit <= _MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {_MAX_PAGE}")
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :partition",
-            "ExpressionAttributeValues": to_item({":partition": partition}),
-            "ScanIndexForward": True,
-            "Limit": limit,
-        }
-        if cursor is not None:
-            request["ExclusiveStartKey"] = _decode_cursor(cursor, partition)
-        found = self._call("query", **request)
-        tasks = tuple(_task(from_item(item)) for item in found.get("Items", []))
-        last = found.get("LastEvaluatedKey")
-        return TaskPage(tasks=tasks, cursor=_encode_cursor(last) if last else None)
+        items, next_cursor = self._index_page("gsi1", partition, item_prefix="TASK#", forward=True, limit=limit,
+                                              cursor=cursor, what="queue")  # fmt: skip
+        return TaskPage(tasks=tuple(_task(item) for item in items), cursor=next_cursor)
 
 
 def _item(task: Task) -> dict[str, Any]:
@@ -183,21 +169,3 @@ def _item(task: Task) -> dict[str, Any]:
 def _task(values: Mapping[str, Any]) -> Task:
     # The model's fields only: the keys, and what others add to any item they copy, stay behind.
     return Task.model_validate({name: value for name, value in values.items() if name in Task.model_fields})
-
-
-def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    problem = InvalidInput("The cursor is not valid for this queue.", details=[{"field": "cursor"}])
-    try:
-        plain = _cursor_key(cursor)
-    except InvalidInput as error:
-        raise problem from error
-    names = {"pk", "sk", "gsi1pk", "gsi1sk"}
-    if (
-        not isinstance(plain, dict)
-        or set(plain) != names
-        or not all(isinstance(plain[name], str) for name in names)
-        or plain["gsi1pk"] != partition
-        or not plain["sk"].startswith("TASK#")
-    ):
-        raise problem
-    return to_item(plain)

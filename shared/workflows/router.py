@@ -12,7 +12,7 @@ first delivery stopped before queueing it. WorkflowQueue's deduplication makes t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.errors import RetryableError
@@ -56,7 +56,7 @@ class Routed:
 
     started: tuple[str, ...] = ()
     woken: tuple[str, ...] = ()
-    refused: tuple[tuple[str, Refusal], ...] = field(default=())
+    refused: tuple[tuple[str, Refusal], ...] = ()
 
 
 class WorkflowEvents:

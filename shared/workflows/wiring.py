@@ -8,13 +8,16 @@ steps ``OUTBOUND_QUEUE_URL``, ``EVENTS_QUEUE_URL``, ``EVENT_BUS_NAME``, ``WORKFL
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.workflows.router import WorkflowEvents
 from shared.workflows.steps import WorkflowSteps
 
+if TYPE_CHECKING:
+    from shared.workflows.registry import WorkflowRegistry
 
-def workflow_source(table_name: str) -> Any:
+
+def workflow_source(table_name: str) -> WorkflowRegistry:
     """The shipped workflows, merged with those loaded or switched through the API (cached briefly)."""
     from shared.adapters.workflow_store import WorkflowStore
     from shared.clock import now
